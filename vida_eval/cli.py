@@ -1,0 +1,173 @@
+"""The ``vida-eval`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from .records import InputError, read_ground_truth, read_json_list, read_predictions, write_json
+
+EXIT_UNUSABLE = 2
+
+
+def _print_diagnostics(diags, limit: int = 30) -> None:
+    zeroing = [d for d in diags if d.severity == "zeroes"]
+    warnings = [d for d in diags if d.severity != "zeroes"]
+    for d in (zeroing + warnings)[:limit]:
+        print(str(d), file=sys.stderr)
+    if len(diags) > limit:
+        print(f"... {len(diags) - limit} more diagnostics (see the JSON output)", file=sys.stderr)
+
+
+# ------------------------------------------------------------------- parse
+
+def cmd_parse(args) -> int:
+    from .parsing import parse_choice, parse_description, parse_grounding
+    from .submission import question_type_of
+
+    records = read_json_list(Path(args.input))
+    problems = 0
+    for i, r in enumerate(records):
+        where = f"{args.input} record {i}" + (f" (id {r.get('id')!r})" if isinstance(r, dict) else "")
+        if not isinstance(r, dict) or not isinstance(r.get("pred_ans"), str):
+            print(f"{where}: no text pred_ans; left as it is", file=sys.stderr)
+            problems += 1
+            continue
+        answer = r["pred_ans"]
+        if args.task == "perception":
+            choice = parse_choice(answer, r.get("candidates") or [])
+            r["pred_option"] = choice.letter
+            if choice.letter is None:
+                print(f"{where}: {choice.problem}", file=sys.stderr)
+                problems += 1
+        elif args.task == "grounding":
+            r.setdefault("question_type", question_type_of(r))
+            r["distortions"] = parse_grounding(answer)
+        else:
+            r.update(parse_description(answer))
+    write_json(args.output, records)
+    print(f"parsed {len(records)} records of {args.input} -> {args.output} ({problems} without a parse)")
+    return 0
+
+
+# ------------------------------------------------------------------- score
+
+def print_table(report, file=sys.stdout) -> None:
+    official = report.official()
+    lenient = report.counted_wrong()
+    zeroed = {name for name, r in report.results.items() if r.zeroed}
+    print(f"{'metric':<26}{'official':>12}{'flagged as wrong':>18}", file=file)
+    print("-" * 56, file=file)
+    for k, v in official.items():
+        extra = f"{lenient[k]:>18.4f}" if (k in zeroed or (k == 'Final Score' and zeroed)) else ""
+        print(f"{k:<26}{v:>12.4f}{extra}", file=file)
+    if "Correlation" in report.results:
+        d = report.results["Correlation"].details
+        print(f"{'SRCC / PLCC / mean':<26}{d.get('SRCC', 0):>8.4f} {d.get('PLCC', 0):.4f} "
+              f"{report.results['Correlation'].official:.4f}", file=file)
+    if "Perception Accuracy" in report.results:
+        pc = report.results["Perception Accuracy"].details["per_concern"]
+        print("perception by concern: " + ", ".join(f"{k} {v:.4f}" for k, v in pc.items()), file=file)
+
+
+def cmd_score(args) -> int:
+    from .scoring import fill_parsed_fields, needed_ground_truth, score
+
+    start = time.perf_counter()
+    pred, notes = read_predictions(args.pred)
+    gt = read_ground_truth(args.gt, needed_ground_truth(pred))
+    for name, records in pred.items():
+        fill_parsed_fields(name, records)
+    report = score(pred, gt)
+    from .scoring import Diagnostic
+
+    report.notes.extend(Diagnostic("warning", str(args.pred), n) for n in notes)
+    out = report.to_dict()
+    if args.out:
+        write_json(args.out, out)
+    print_table(report)
+    diags = report.diagnostics
+    if diags:
+        print(f"\n{len(diags)} diagnostics:", file=sys.stderr)
+        _print_diagnostics(diags)
+    print(f"\nscored in {time.perf_counter() - start:.2f} s" + (f"; wrote {args.out}" if args.out else ""))
+    return 0
+
+
+# ------------------------------------------------------------------ submit
+
+def cmd_submit(args) -> int:
+    from .records import SUBMISSION_FILES
+    from .submission import check_and_repair, write_submission
+
+    files, notes = read_predictions(args.pred, SUBMISSION_FILES)
+    diags = check_and_repair(files)
+    for n in notes:
+        print(f"WARNING: {n}", file=sys.stderr)
+    _print_diagnostics(diags)
+    blocking = [d for d in diags if d.severity == "zeroes"]
+    if blocking and not args.force:
+        print(f"{len(blocking)} problems would make the official scorer return 0.0 for a metric; "
+              "fix them or pass --force", file=sys.stderr)
+        return 1
+    out = write_submission(files, args.out)
+    counts = ", ".join(f"{k} {len(v)}" for k, v in files.items())
+    print(f"wrote {out} ({counts}; {len(diags)} diagnostics)")
+    return 0
+
+
+# -------------------------------------------------------------------- main
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="vida-eval", description="ViDA-Bench parsing, scoring, data and evaluation.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    sp = sub.add_parser("parse", help="add parsed fields to a prediction file with raw pred_ans")
+    sp.add_argument("--task", required=True, choices=("perception", "grounding", "description"))
+    sp.add_argument("input")
+    sp.add_argument("output")
+    sp.set_defaults(func=cmd_parse)
+
+    sp = sub.add_parser("score", help="score a prediction folder or submission zip like the official scorer")
+    sp.add_argument("--pred", required=True, help="folder or .zip with perception/grounding/description/scoring.json")
+    sp.add_argument("--gt", required=True, help="folder with mcq.json, reg-p_bench.json, bench_metadata.json")
+    sp.add_argument("--out", help="write the scores as JSON here")
+    sp.set_defaults(func=cmd_score)
+
+    sp = sub.add_parser("submit", help="validate prediction files and write submission.zip")
+    sp.add_argument("--pred", required=True, help="folder (or zip) with the prediction files")
+    sp.add_argument("--out", required=True, help="the zip to write")
+    sp.add_argument("--force", action="store_true", help="write the zip even when a metric would be zeroed")
+    sp.set_defaults(func=cmd_submit)
+
+    for register in _extensions():
+        register(sub)
+    return p
+
+
+def _extensions():
+    """Sub-commands living in modules with heavier imports, registered lazily."""
+    from . import commands
+
+    return commands.REGISTER
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except InputError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_UNUSABLE
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,3 @@
+"""Registry of the sub-commands beyond parse/score/submit (data, models, inference)."""
+
+REGISTER: list = []

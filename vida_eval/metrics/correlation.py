@@ -1,0 +1,14 @@
+"""Rank and linear correlation of predicted and true MOS."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from scipy.stats import pearsonr, spearmanr
+
+
+def correlation(pred: Sequence[float], target: Sequence[float]) -> dict[str, float]:
+    """SRCC (Spearman), PLCC (Pearson) and their mean (SRCC + PLCC) / 2."""
+    srcc = float(spearmanr(pred, target)[0])
+    plcc = float(pearsonr(pred, target)[0])
+    return {"SRCC": srcc, "PLCC": plcc, "Correlation": (srcc + plcc) / 2}
