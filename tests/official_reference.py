@@ -74,7 +74,7 @@ def _guard(fn):
     def wrapped(*a):
         try:
             return fn(*a)
-        except Exception:
+        except Exception:  # noqa: BLE001  (the official scorer swallows every error)
             return 0.0
     return wrapped
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -55,7 +54,8 @@ def cmd_parse(args) -> int:
 
 # ------------------------------------------------------------------- score
 
-def print_table(report, file=sys.stdout) -> None:
+def print_table(report, file=None) -> None:
+    file = file or sys.stdout
     official = report.official()
     lenient = report.counted_wrong()
     zeroed = {name for name, r in report.results.items() if r.zeroed}

@@ -11,6 +11,7 @@ taken as incorrect).
 
 from __future__ import annotations
 
+import math
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
@@ -100,7 +101,7 @@ def _is_number(v) -> bool:
     return isinstance(v, (int, float))
 
 
-def _iterable_list(items, c: "_Collector", name: str, i: int, rid) -> bool:
+def _iterable_list(items, c: _Collector, name: str, i: int, rid) -> bool:
     """True for a list; an empty str or dict is iterated harmlessly, anything else raises officially."""
     if isinstance(items, list):
         return True
@@ -421,9 +422,9 @@ def correlation(pred: list, meta_gt: list, file="scoring.json") -> MetricResult:
         c.zeroes("fewer than two scores")
         return c.result(0.0)
     values = metrics.correlation(x[:n], y[:n])
-    if any(v != v for v in values.values()):
+    if any(math.isnan(v) for v in values.values()):
         c.warn("a constant prediction has no correlation (NaN)")
-        values = {k: (0.0 if v != v else v) for k, v in values.items()}
+        values = {k: (0.0 if math.isnan(v) else v) for k, v in values.items()}
     return c.result(values["Correlation"], values)
 
 

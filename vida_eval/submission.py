@@ -9,8 +9,16 @@ from pathlib import Path
 from .parsing import parse_choice
 from .prompts import DETECTION_QUESTION
 from .records import SUBMISSION_FILES
-from .scoring import DETECTION, REGION, Diagnostic, fill_parsed_fields, _official_letter_index, _candidate_at
+from .scoring import DETECTION, REGION, Diagnostic, _candidate_at, _official_letter_index, fill_parsed_fields
 from .vocab import QUALITY_LEVELS
+
+# Fields without which the official scorer raises (and so returns 0.0 for a metric).
+REQUIRED = {
+    "perception.json": ("id", "pred_ans", "candidates"),
+    "grounding.json": ("image",),
+    "description.json": ("image",),
+    "scoring.json": ("id", "pred_mos"),
+}
 
 
 def _is_box(v) -> bool:
@@ -59,9 +67,11 @@ def check_and_repair(files: dict[str, list]) -> list[Diagnostic]:
                 out.append(Diagnostic("zeroes", name, "record is not an object", None, i))
                 continue
             rid = r.get("id")
-            for key in ("id", "image", "pred_ans") if name != "scoring.json" else ("id", "pred_mos"):
+            for key in REQUIRED[name]:
                 if key not in r:
                     out.append(Diagnostic("zeroes", name, f"missing field {key!r}", None, i, rid))
+            if "pred_ans" not in r and name != "scoring.json":
+                out.append(Diagnostic("warning", name, "no raw pred_ans kept beside the parsed fields", None, i, rid))
             if name == "grounding.json" and r.get("question_type") not in (REGION, DETECTION):
                 kind = question_type_of(r)
                 out.append(Diagnostic("warning", name, f"question_type {r.get('question_type')!r} set to {kind!r}",

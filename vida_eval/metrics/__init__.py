@@ -36,8 +36,8 @@ def final_score(values: dict) -> float:
 
 
 __all__ = [
-    "ClassAP",
     "FINAL_SCORE_PARTS",
+    "ClassAP",
     "MAPResult",
     "accuracy",
     "average_precision",
