@@ -1,3 +1,9 @@
-"""Registry of the sub-commands beyond parse/score/submit (data, models, inference)."""
+"""Registry of the sub-commands beyond parse/score/submit (data, models, inference).
 
-REGISTER: list = []
+Each module registers its own parser; heavy imports stay inside the commands.
+"""
+
+from . import tiny_model
+from .data import cli as data_cli
+
+REGISTER: list = [data_cli.register, tiny_model.register]

