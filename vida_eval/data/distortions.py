@@ -16,7 +16,7 @@ SEVERITY_LEVEL = {"Slight": 1, "Moderate": 2, "Severe": 3}
 
 
 def _pil(a: np.ndarray) -> Image.Image:
-    return Image.fromarray(a, "RGB")
+    return Image.fromarray(np.ascontiguousarray(a))
 
 
 def _resample(a: np.ndarray, factor: int, down, up) -> np.ndarray:
