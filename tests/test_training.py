@@ -1,0 +1,208 @@
+"""LLaMA-Factory integration: configs, dataset loading, the CPU train/export loop, the webui."""
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from vida_eval.data.prepare import prepare
+from vida_eval.data.synth import synthesize
+from vida_eval.tiny_model import build_tiny_model
+
+from .conftest import ROOT
+
+pytest.importorskip("llamafactory")
+
+CONFIGS = sorted((ROOT / "configs").glob("*.yaml"))
+CLI = Path(sys.executable).with_name("llamafactory-cli")
+ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False", "TOKENIZERS_PARALLELISM": "false"}
+
+
+@pytest.fixture(scope="session")
+def workspace(tmp_path_factory):
+    """A project-like folder: the tiny model, data/ with our dataset_info.json and a prepared synthetic release."""
+    root = tmp_path_factory.mktemp("workspace")
+    build_tiny_model(root / "models" / "tiny-qwen2vl")
+    release = synthesize(root / "release", images=40, bench_images=4, seed=11)
+    (root / "data").mkdir()
+    shutil.copy(ROOT / "dataset_info.json", root / "data" / "dataset_info.json")
+    for name in ("vida", "vida_mini"):
+        prepare(release, root / "data" / name)
+    return root
+
+
+# ----------------------------------------------------------------- configs
+
+def _load(path):
+    return yaml.safe_load(Path(path).read_text())
+
+
+def _parse(args: dict):
+    """LLaMA-Factory's own parsing of a config (unknown keys raise)."""
+    from llamafactory.hparams.parser import _parse_infer_args, _parse_train_args
+
+    if "export_dir" in args:
+        return _parse_infer_args(args)
+    return _parse_train_args(args)
+
+
+def _cpu_view(args: dict) -> dict:
+    """GPU-only switches are checked to be real fields, then turned off so the CPU can build the arguments."""
+    from transformers import TrainingArguments
+
+    fields = TrainingArguments.__dataclass_fields__
+    out = dict(args)
+    for key, off in (("deepspeed", None), ("tf32", None), ("bf16", False)):
+        if key in out:
+            assert key in fields
+            out[key] = off
+    if args.get("deepspeed"):
+        ds = json.loads((ROOT / args["deepspeed"]).read_text())
+        assert ds["zero_optimization"]["stage"] in (2, 3)
+    return out
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=lambda p: p.name)
+def test_config_is_accepted_by_llamafactory(config):
+    args = _load(config)
+    parsed = _parse(_cpu_view(args))
+    model_args = parsed[0]
+    assert model_args.model_name_or_path == args["model_name_or_path"]
+    if "dataset" in args:
+        info = json.loads((ROOT / "dataset_info.json").read_text())
+        assert all(d in info for d in args["dataset"].split(","))
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=lambda p: p.name)
+def test_config_with_a_typo_is_refused(config):
+    args = _cpu_view(_load(config))
+    args["lora_rnak"] = 8
+    with pytest.raises(ValueError, match="lora_rnak"):
+        _parse(args)
+
+
+def test_challenge_recipe_values():
+    a = _load(ROOT / "configs" / "qwen2vl_lora.yaml")
+    assert (a["lora_rank"], a["lora_alpha"], a["lora_dropout"]) == (64, 128, 0.05)
+    assert a["per_device_train_batch_size"] * a["gradient_accumulation_steps"] * 8 == 128
+    assert (a["image_min_pixels"], a["image_max_pixels"]) == (256 * 28 * 28, 8192 * 28 * 28)
+    assert a["freeze_vision_tower"] is False and a["additional_target"] == "merger"
+    tiny = _load(ROOT / "configs" / "tiny_lora.yaml")
+    same = {"stage", "finetuning_type", "lora_rank", "lora_alpha", "lora_dropout", "lora_target", "template",
+            "freeze_vision_tower", "freeze_multi_modal_projector", "additional_target", "lr_scheduler_type",
+            "weight_decay", "warmup_ratio"}
+    assert {k: a[k] for k in same} == {k: tiny[k] for k in same}
+
+
+# ----------------------------------------------------------------- datasets
+
+def test_every_registered_dataset_loads_through_llamafactory(workspace, monkeypatch):
+    from llamafactory.data import get_dataset, get_template_and_fix_tokenizer
+    from llamafactory.hparams import get_train_args
+    from llamafactory.model import load_tokenizer
+
+    monkeypatch.chdir(workspace)
+    info = json.loads((workspace / "data" / "dataset_info.json").read_text())
+    assert len(info) == 11
+    for name in info:
+        args = dict(model_name_or_path=str(workspace / "models" / "tiny-qwen2vl"), stage="sft", do_train=True,
+                    finetuning_type="lora", dataset=name, dataset_dir="data", template="qwen2_vl", cutoff_len=1024,
+                    output_dir=str(workspace / "out_ds"), overwrite_cache=True, preprocessing_num_workers=1,
+                    per_device_train_batch_size=1, report_to="none", max_samples=6, image_max_pixels=50176)
+        model_args, data_args, training_args, *_ = get_train_args(args)
+        tok = load_tokenizer(model_args)
+        template = get_template_and_fix_tokenizer(tok["tokenizer"], data_args)
+        ds = get_dataset(template, model_args, data_args, training_args, "sft", **tok)["train_dataset"]
+        assert len(ds) > 0, name
+        row = ds[0]
+        assert row["images"], name
+        image_pad = tok["tokenizer"].convert_tokens_to_ids("<|image_pad|>")
+        assert row["input_ids"].count(image_pad) >= 16, name  # the image really became vision tokens
+        answer = [t for t in row["labels"] if t != -100]
+        assert answer and answer[-2:] == tok["tokenizer"].encode("<|im_end|>\n"), name
+
+
+# ------------------------------------------------------------ the CPU loop
+
+def _log(path: Path) -> list[float]:
+    return [json.loads(x)["loss"] for x in path.read_text().splitlines() if "loss" in json.loads(x)]
+
+
+def test_train_then_export_on_cpu(workspace):
+    out, merged = workspace / "saves" / "lora", workspace / "models" / "merged"
+    train = subprocess.run(
+        [str(CLI), "train", str(ROOT / "configs" / "tiny_lora.yaml"), "max_samples=48", f"output_dir={out}"],
+        cwd=workspace, env=ENV, capture_output=True, text=True, timeout=1200,
+    )
+    assert train.returncode == 0, train.stdout[-3000:] + train.stderr[-3000:]
+    losses = _log(out / "trainer_log.jsonl")
+    assert len(losses) >= 4 and losses[-1] < losses[0], losses
+    export = subprocess.run(
+        [str(CLI), "export", str(ROOT / "configs" / "tiny_merge.yaml"), f"adapter_name_or_path={out}",
+         f"export_dir={merged}"], cwd=workspace, env=ENV, capture_output=True, text=True, timeout=600,
+    )
+    assert export.returncode == 0, export.stdout[-3000:] + export.stderr[-3000:]
+
+    import torch
+    from peft import PeftModel
+    from PIL import Image
+    from transformers import AutoProcessor, Qwen2VLForConditionalGeneration
+
+    base_dir = workspace / "models" / "tiny-qwen2vl"
+    processor = AutoProcessor.from_pretrained(merged)
+    image = Image.open(next((workspace / "data" / "vida_mini" / "images").iterdir())).convert("RGB")
+    msgs = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "Assess the quality."}]}]
+    inputs = processor(text=[processor.apply_chat_template(msgs, add_generation_prompt=True)], images=[image],
+                       return_tensors="pt")
+    exported = Qwen2VLForConditionalGeneration.from_pretrained(merged, dtype=torch.float32).eval()
+    reference = PeftModel.from_pretrained(
+        Qwen2VLForConditionalGeneration.from_pretrained(base_dir, dtype=torch.float32), out).merge_and_unload().eval()
+    untrained = Qwen2VLForConditionalGeneration.from_pretrained(base_dir, dtype=torch.float32).eval()
+    with torch.no_grad():
+        a, b, c = (m(**inputs).logits for m in (exported, reference, untrained))
+    assert torch.allclose(a, b, atol=1e-4), (a - b).abs().max()
+    assert not torch.allclose(a, c, atol=1e-4)  # the adapter changed the model
+
+
+# ------------------------------------------------------------------ webui
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_webui_lists_the_vida_datasets(workspace):
+    from gradio_client import Client
+
+    port = _free_port()
+    env = {**ENV, "GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_SERVER_PORT": str(port)}
+    proc = subprocess.Popen([str(CLI), "webui"], cwd=workspace, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        url = f"http://127.0.0.1:{port}/"
+        client = None
+        deadline = time.time() + 120
+        while time.time() < deadline and client is None:
+            try:
+                client = Client(url, verbose=False)
+            except Exception:  # noqa: BLE001 - the server is still starting
+                time.sleep(1)
+        assert client is not None, "webui did not start"
+        update = client.predict("data", "Supervised Fine-Tuning", api_name="/list_datasets")
+        names = [c[0] if isinstance(c, (list, tuple)) else c for c in update["choices"]]
+        expected = set(json.loads((ROOT / "dataset_info.json").read_text()))
+        assert expected <= set(names)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
