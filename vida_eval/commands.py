@@ -5,5 +5,6 @@ Each module registers its own parser; heavy imports stay inside the commands.
 
 from . import tiny_model
 from .data import cli as data_cli
+from .infer import cli as infer_cli
 
-REGISTER: list = [data_cli.register, tiny_model.register]
+REGISTER: list = [data_cli.register, tiny_model.register, infer_cli.register]

@@ -49,8 +49,8 @@ class TinySpec:
     hidden_size: int = 64
     intermediate_size: int = 128
     num_hidden_layers: int = 2
-    num_attention_heads: int = 4
-    num_key_value_heads: int = 2
+    num_attention_heads: int = 2  # head_dim 32: a size every attention backend (vLLM CPU included) supports
+    num_key_value_heads: int = 1
     vision_depth: int = 2
     vision_embed_dim: int = 32
     vision_heads: int = 2

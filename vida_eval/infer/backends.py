@@ -1,0 +1,402 @@
+"""Model backends behind one small interface.
+
+``run(requests) -> outputs`` returns, per request and in order, ``{"text": raw
+answer}`` for generation (special tokens kept, ``<|im_end|>`` kept when the
+model stopped on it), ``{"probs": {" excellent": p, ...}}`` for scoring (the
+next-token distribution renormalised over the five level tokens), or
+``{"error": reason}`` when the request could not run (unreadable image...).
+
+- ``vllm``: offline ``vllm.LLM``, every request of a chunk submitted at once;
+- ``hf``: transformers batched ``generate`` with left padding, the reference;
+- ``openai``: any OpenAI-compatible server (``vllm serve``, ``llamafactory-cli api``).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import json
+import math
+import time
+import urllib.error
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from .. import prompts
+from .tasks import Request
+
+EOS = "<|im_end|>"
+
+
+class ImageError(Exception):
+    pass
+
+
+def load_image(path: Path):
+    """The request's image as RGB, or ImageError with the reason."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            return im.convert("RGB")
+    except FileNotFoundError:
+        raise ImageError(f"image not found: {path}") from None
+    except (UnidentifiedImageError, OSError) as e:
+        raise ImageError(f"image unreadable: {path} ({type(e).__name__})") from None
+
+
+def model_fingerprint(model: str, adapter: str | None = None) -> str:
+    """A short hash of a model folder (config and weight files' sizes, heads and tails) and adapter."""
+    h = hashlib.sha256()
+    for root in filter(None, (model, adapter)):
+        p = Path(root)
+        if not p.is_dir():
+            h.update(str(root).encode())
+            continue
+        for f in sorted(p.iterdir()):
+            if f.suffix in (".json", ".safetensors", ".bin", ".jinja") and f.is_file():
+                size = f.stat().st_size
+                h.update(f"{f.name}:{size}".encode())
+                with open(f, "rb") as fh:
+                    h.update(fh.read(1 << 16))
+                    if size > 1 << 17:
+                        fh.seek(-(1 << 16), 2)
+                        h.update(fh.read(1 << 16))
+    return h.hexdigest()[:16]
+
+
+def level_token_ids(tokenizer) -> list[int]:
+    """Ids of ' excellent' ... ' bad': each is one token of the Qwen2 vocabulary."""
+    ids = []
+    for word in prompts.SCORING_LEVEL_TOKENS:
+        toks = tokenizer.encode(word, add_special_tokens=False)
+        if len(toks) != 1:
+            raise ValueError(f"{word!r} is not a single token for this tokenizer: {toks}")
+        ids.append(toks[0])
+    return ids
+
+
+def _softmax(values: list[float]) -> list[float]:
+    m = max(values)
+    e = [math.exp(v - m) for v in values]
+    s = sum(e)
+    return [x / s for x in e]
+
+
+class Backend:
+    name = "base"
+
+    def fingerprint(self) -> str:
+        raise NotImplementedError
+
+    def settings(self) -> dict:
+        """Decoding settings that change answers (part of the resume cache key)."""
+        return {}
+
+    def run(self, requests: list[Request]) -> list[dict]:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+
+def _with_images(requests: list[Request]):
+    """(index, request, image) of the requests whose image loads; errors for the others."""
+    ok, outputs = [], [None] * len(requests)
+    for i, r in enumerate(requests):
+        try:
+            ok.append((i, r, load_image(r.image)))
+        except ImageError as e:
+            outputs[i] = {"error": str(e)}
+    return ok, outputs
+
+
+# ---------------------------------------------------------------------- hf
+
+class HFBackend(Backend):
+    """transformers ``generate`` in left-padded batches."""
+
+    name = "hf"
+
+    def __init__(self, model: str, adapter: str | None = None, batch_size: int = 8, device: str | None = None,
+                 dtype: str = "auto", max_new_tokens: int | None = None):
+        import torch
+        from transformers import AutoModelForImageTextToText, AutoProcessor
+
+        self.model_path, self.adapter = model, adapter
+        self.batch_size, self.max_new_tokens = batch_size, max_new_tokens
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.processor = AutoProcessor.from_pretrained(model)
+        self.processor.tokenizer.padding_side = "left"
+        torch_dtype = {"auto": "auto", "float32": torch.float32, "bfloat16": torch.bfloat16}[dtype]
+        self.model = AutoModelForImageTextToText.from_pretrained(model, dtype=torch_dtype).to(self.device).eval()
+        if adapter:
+            from peft import PeftModel
+
+            self.model = PeftModel.from_pretrained(self.model, adapter).merge_and_unload().eval()
+        tok = self.processor.tokenizer
+        self.level_ids = level_token_ids(tok)
+        self.stop_ids = {tok.convert_tokens_to_ids(EOS), tok.convert_tokens_to_ids("<|endoftext|>")}
+        self.pad_id = tok.pad_token_id
+
+    def fingerprint(self) -> str:
+        return model_fingerprint(self.model_path, self.adapter)
+
+    def settings(self) -> dict:
+        return {"max_new_tokens": self.max_new_tokens}
+
+    def prompt(self, r: Request) -> str:
+        text = self.processor.apply_chat_template(r.messages(), add_generation_prompt=True, tokenize=False)
+        return text + (r.assistant_prefix or "")
+
+    def _decode(self, ids) -> str:
+        tok = self.processor.tokenizer
+        out = []
+        for t in ids.tolist():
+            if t in self.stop_ids:
+                if t == tok.convert_tokens_to_ids(EOS):
+                    out.append(t)
+                break
+            out.append(t)
+        return tok.decode(out, skip_special_tokens=False)
+
+    def run(self, requests: list[Request]) -> list[dict]:
+        import torch
+
+        ok, outputs = _with_images(requests)
+        for start in range(0, len(ok), self.batch_size):
+            batch = ok[start:start + self.batch_size]
+            reqs = [r for _, r, _ in batch]
+            kwargs = {}
+            if reqs[0].min_pixels:
+                kwargs["images_kwargs"] = {"min_pixels": reqs[0].min_pixels, "max_pixels": reqs[0].max_pixels}
+            inputs = self.processor(text=[self.prompt(r) for r in reqs], images=[im for _, _, im in batch],
+                                    padding=True, return_tensors="pt", **kwargs).to(self.device)
+            with torch.no_grad():
+                if reqs[0].max_new_tokens == 0:
+                    logits = self.model(**inputs).logits[:, -1, :].float()
+                    for (i, _, _), row in zip(batch, logits):
+                        probs = _softmax([row[t].item() for t in self.level_ids])
+                        outputs[i] = {"probs": dict(zip(prompts.SCORING_LEVEL_TOKENS, probs))}
+                else:
+                    n = reqs[0].max_new_tokens
+                    if self.max_new_tokens:
+                        n = min(n, self.max_new_tokens)
+                    gen = self.model.generate(**inputs, max_new_tokens=n, do_sample=False, pad_token_id=self.pad_id)
+                    new = gen[:, inputs["input_ids"].shape[1]:]
+                    for (i, _, _), row in zip(batch, new):
+                        outputs[i] = {"text": self._decode(row)}
+        return outputs
+
+
+# -------------------------------------------------------------------- vllm
+
+class VLLMBackend(Backend):
+    """Offline vLLM: a chunk of requests is one ``LLM.generate`` call."""
+
+    name = "vllm"
+
+    def __init__(self, model: str, adapter: str | None = None, tensor_parallel_size: int = 1,
+                 max_new_tokens: int | None = None, max_model_len: int | None = None,
+                 gpu_memory_utilization: float = 0.9, enforce_eager: bool = False,
+                 kv_cache_memory_bytes: int | None = None, max_num_seqs: int | None = None,
+                 load_format: str = "auto", seed: int = 0, **engine_kwargs):
+        import os
+
+        import torch
+
+        if not torch.cuda.is_available():
+            # vLLM's CPU build: one process, no graph capture, an explicit KV cache size.
+            os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+            enforce_eager = True
+            kv_cache_memory_bytes = kv_cache_memory_bytes or (1 << 30)
+        from vllm import LLM
+
+        self.model_path, self.adapter, self.max_new_tokens = model, adapter, max_new_tokens
+        kwargs = dict(model=model, tensor_parallel_size=tensor_parallel_size, seed=seed,
+                      limit_mm_per_prompt={"image": 1}, logprobs_mode="processed_logprobs",
+                      enforce_eager=enforce_eager, load_format=load_format, **engine_kwargs)
+        if max_model_len:
+            kwargs["max_model_len"] = max_model_len
+        if max_num_seqs:
+            kwargs["max_num_seqs"] = max_num_seqs
+        if kv_cache_memory_bytes:
+            kwargs["kv_cache_memory_bytes"] = kv_cache_memory_bytes
+        else:
+            kwargs["gpu_memory_utilization"] = gpu_memory_utilization
+        if adapter:
+            kwargs.update(enable_lora=True, max_lora_rank=_lora_rank(adapter), max_loras=1)
+        self.llm = LLM(**kwargs)
+        self.tokenizer = self.llm.get_tokenizer()
+        self.level_ids = level_token_ids(self.tokenizer)
+        self.lora = None
+        if adapter:
+            from vllm.lora.request import LoRARequest
+
+            self.lora = LoRARequest("vida", 1, str(adapter))
+
+    def fingerprint(self) -> str:
+        return model_fingerprint(self.model_path, self.adapter)
+
+    def settings(self) -> dict:
+        return {"max_new_tokens": self.max_new_tokens}
+
+    def prompt(self, r: Request) -> str:
+        text = self.tokenizer.apply_chat_template(_text_messages(r), add_generation_prompt=True, tokenize=False)
+        return text + (r.assistant_prefix or "")
+
+    def inputs(self, r: Request, image) -> dict:
+        item = {"prompt": self.prompt(r), "multi_modal_data": {"image": image}}
+        if r.min_pixels:
+            item["mm_processor_kwargs"] = {"min_pixels": r.min_pixels, "max_pixels": r.max_pixels}
+        return item
+
+    def sampling(self, r: Request):
+        from vllm import SamplingParams
+
+        if r.max_new_tokens == 0:
+            return SamplingParams(temperature=0.0, max_tokens=1, logprobs=len(self.level_ids),
+                                  allowed_token_ids=self.level_ids)
+        n = min(r.max_new_tokens, self.max_new_tokens) if self.max_new_tokens else r.max_new_tokens
+        return SamplingParams(temperature=0.0, max_tokens=n, skip_special_tokens=False,
+                              spaces_between_special_tokens=False)
+
+    def run(self, requests: list[Request]) -> list[dict]:
+        ok, outputs = _with_images(requests)
+        if not ok:
+            return outputs
+        results = self.llm.generate([self.inputs(r, im) for _, r, im in ok], [self.sampling(r) for _, r, _ in ok],
+                                    lora_request=self.lora, use_tqdm=False)
+        for (i, r, _), res in zip(ok, results):
+            out = res.outputs[0]
+            if r.max_new_tokens == 0:
+                lp = out.logprobs[0]
+                probs = {w: math.exp(lp[t].logprob) for w, t in zip(prompts.SCORING_LEVEL_TOKENS, self.level_ids)}
+                total = sum(probs.values())
+                outputs[i] = {"probs": {k: v / total for k, v in probs.items()}}
+            else:
+                text = out.text
+                if out.finish_reason == "stop" and out.stop_reason is None:
+                    text += EOS  # stopped on the end-of-turn token, as the official raw answers keep it
+                outputs[i] = {"text": text}
+        return outputs
+
+
+def _text_messages(r: Request) -> list[dict]:
+    """Chat messages with the image placeholder the Qwen2-VL template renders."""
+    return r.messages()
+
+
+def _lora_rank(adapter: str) -> int:
+    cfg = Path(adapter) / "adapter_config.json"
+    if cfg.is_file():
+        return int(json.loads(cfg.read_text()).get("r", 64))
+    return 64
+
+
+# ------------------------------------------------------------------ openai
+
+class OpenAIBackend(Backend):
+    """An OpenAI-compatible chat completions server; images travel as data URLs."""
+
+    name = "openai"
+
+    def __init__(self, base_url: str, model: str, api_key: str = "EMPTY", concurrency: int = 8,
+                 timeout: float = 120.0, retries: int = 4, max_new_tokens: int | None = None):
+        self.base_url, self.model, self.api_key = base_url.rstrip("/"), model, api_key
+        self.concurrency, self.timeout, self.retries = concurrency, timeout, retries
+        self.max_new_tokens = max_new_tokens
+
+    def fingerprint(self) -> str:
+        return hashlib.sha256(f"{self.base_url}|{self.model}".encode()).hexdigest()[:16]
+
+    def settings(self) -> dict:
+        return {"max_new_tokens": self.max_new_tokens}
+
+    def _post(self, body: dict) -> dict:
+        data = json.dumps(body).encode()
+        delay = 1.0
+        for attempt in range(self.retries + 1):
+            req = urllib.request.Request(f"{self.base_url}/chat/completions", data=data, method="POST",
+                                         headers={"Content-Type": "application/json",
+                                                  "Authorization": f"Bearer {self.api_key}"})
+            try:
+                with urllib.request.urlopen(req, timeout=self.timeout) as resp:
+                    return json.loads(resp.read())
+            except urllib.error.HTTPError as e:
+                if e.code < 500 and e.code != 429 or attempt == self.retries:
+                    raise RuntimeError(f"HTTP {e.code}: {e.read()[:300]!r}") from None
+            except (urllib.error.URLError, TimeoutError, ConnectionError) as e:
+                if attempt == self.retries:
+                    raise RuntimeError(f"server unreachable: {e}") from None
+            time.sleep(delay)
+            delay *= 2
+        raise RuntimeError("unreachable")
+
+    def body(self, r: Request, image) -> dict:
+        buf = io.BytesIO()
+        image.save(buf, format="PNG")
+        url = "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+        messages = []
+        if r.system is not None:
+            messages.append({"role": "system", "content": r.system})
+        messages.append({"role": "user", "content": [{"type": "image_url", "image_url": {"url": url}},
+                                                     {"type": "text", "text": r.user}]})
+        body = {"model": self.model, "messages": messages, "temperature": 0.0}
+        if r.max_new_tokens == 0:
+            messages.append({"role": "assistant", "content": r.assistant_prefix})
+            body.update(max_tokens=1, logprobs=True, top_logprobs=20, continue_final_message=True,
+                        add_generation_prompt=False)
+        else:
+            n = min(r.max_new_tokens, self.max_new_tokens) if self.max_new_tokens else r.max_new_tokens
+            body.update(max_tokens=n, skip_special_tokens=False, spaces_between_special_tokens=False)
+        return body
+
+    def one(self, r: Request, image) -> dict:
+        try:
+            resp = self._post(self.body(r, image))
+        except RuntimeError as e:
+            return {"error": str(e)}
+        choice = resp["choices"][0]
+        if r.max_new_tokens == 0:
+            top = (choice.get("logprobs") or {}).get("content") or []
+            found = {t["token"]: t["logprob"] for t in (top[0]["top_logprobs"] if top else [])}
+            present = {w: found[w] for w in prompts.SCORING_LEVEL_TOKENS if w in found}
+            if not present:
+                return {"error": "no quality level among the returned top logprobs"}
+            values = _softmax([present.get(w, -1e9) for w in prompts.SCORING_LEVEL_TOKENS])
+            return {"probs": dict(zip(prompts.SCORING_LEVEL_TOKENS, values))}
+        text = choice["message"].get("content") or ""
+        if choice.get("finish_reason") == "stop" and not text.endswith(EOS):
+            text += EOS
+        return {"text": text}
+
+    def run(self, requests: list[Request]) -> list[dict]:
+        ok, outputs = _with_images(requests)
+        with ThreadPoolExecutor(self.concurrency) as pool:
+            for (i, _, _), out in zip(ok, pool.map(lambda t: self.one(t[1], t[2]), ok)):
+                outputs[i] = out
+        return outputs
+
+
+def make_backend(name: str, model: str, **kw) -> Backend:
+    if name == "hf":
+        return HFBackend(model, **{k: v for k, v in kw.items() if k in ("adapter", "batch_size", "device", "dtype",
+                                                                       "max_new_tokens")})
+    if name == "vllm":
+        return VLLMBackend(model, **{k: v for k, v in kw.items() if k not in ("batch_size", "device", "dtype",
+                                                                             "base_url", "api_key", "concurrency")})
+    if name == "openai":
+        return OpenAIBackend(kw["base_url"], model, api_key=kw.get("api_key") or "EMPTY",
+                             concurrency=kw.get("concurrency", 8), max_new_tokens=kw.get("max_new_tokens"))
+    raise ValueError(f"unknown backend {name!r}")
+
+
+def vllm_available() -> bool:
+    try:
+        import vllm  # noqa: F401
+    except Exception:  # noqa: BLE001 - any import failure means vLLM cannot run here
+        return False
+    return True

@@ -1,0 +1,124 @@
+"""Running tasks with a resumable answer cache, and the whole evaluation of a model on a bench."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..records import write_json
+from .tasks import BUILDERS, OUTPUT_FILE, Request, to_prediction
+
+
+class AnswerCache:
+    """Append-only JSONL of finished answers, keyed by everything that determines them.
+
+    Each chunk is flushed and fsynced, so a run killed at any point (kill -9
+    included) loses at most the chunk in flight; a torn last line is ignored.
+    """
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.answers: dict[str, dict] = {}
+        self.torn = 0
+        if self.path.is_file():
+            with open(self.path, encoding="utf-8") as f:
+                for line in f:
+                    try:
+                        rec = json.loads(line)
+                        self.answers[rec["key"]] = rec["output"]
+                    except (json.JSONDecodeError, KeyError, TypeError):
+                        self.torn += 1
+
+    def __contains__(self, key: str) -> bool:
+        return key in self.answers
+
+    def __getitem__(self, key: str) -> dict:
+        return self.answers[key]
+
+    def add(self, items: list[tuple[str, str, dict]]) -> None:
+        """Append (key, record uid, output) entries durably."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path, "a", encoding="utf-8") as f:
+            if f.tell() and self.torn:
+                f.write("\n")  # end a torn line so the next record stands on its own
+                self.torn = 0
+            for key, uid, output in items:
+                f.write(json.dumps({"key": key, "id": uid, "output": output}, ensure_ascii=False) + "\n")
+                self.answers[key] = output
+            f.flush()
+            os.fsync(f.fileno())
+
+
+def request_key(req: Request, fingerprint: str, settings: dict) -> str:
+    """Hash of task, record, model, prompt, image and decoding settings."""
+    payload = json.dumps([req.task, req.uid, fingerprint, req.system, req.user, req.assistant_prefix,
+                          str(req.image), req.max_new_tokens, req.min_pixels, req.max_pixels, settings],
+                         sort_keys=True, default=str)
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def locality_order(requests: list[Request]) -> list[Request]:
+    """Requests sharing an image and a system prompt side by side (prefix and multimodal cache hits)."""
+    return sorted(requests, key=lambda r: (str(r.image), r.system or "", r.user))
+
+
+@dataclass
+class TaskResult:
+    task: str
+    predictions: Path
+    total: int
+    computed: int
+    errors: int
+    seconds: float
+
+
+def run_task(task: str, backend, release: Path, images: Path, out: Path, chunk_size: int = 256,
+             progress: bool = True) -> TaskResult:
+    """Answer every request of *task* (reusing cached answers) and write ``out/<task>.json``."""
+    from tqdm import tqdm
+
+    start = time.perf_counter()
+    requests = BUILDERS[task](Path(release), Path(images))
+    cache = AnswerCache(out / "cache" / f"{task}.jsonl")
+    fingerprint, settings = backend.fingerprint(), backend.settings()
+    keys = {id(r): request_key(r, fingerprint, settings) for r in requests}
+    todo = locality_order([r for r in requests if keys[id(r)] not in cache])
+    bar = tqdm(total=len(requests), initial=len(requests) - len(todo), desc=task, unit="req",
+               disable=not progress or None, file=sys.stderr)
+    for i in range(0, len(todo), chunk_size):
+        chunk = todo[i:i + chunk_size]
+        outputs = backend.run(chunk)
+        cache.add([(keys[id(r)], r.uid, o) for r, o in zip(chunk, outputs)])
+        bar.update(len(chunk))
+    bar.close()
+    predictions = [to_prediction(r, cache[keys[id(r)]]) for r in requests]
+    errors = sum(1 for p in predictions if "error" in p)
+    path = out / OUTPUT_FILE[task]
+    write_json(path, predictions)
+    return TaskResult(task, path, len(requests), len(todo), errors, time.perf_counter() - start)
+
+
+def find_bench(bench: Path, images: Path | None = None) -> tuple[Path, Path, Path | None]:
+    """(release folder, images folder, ground-truth folder or None) from a release root or a ViDA-Bench folder."""
+    from ..data.layout import Release
+
+    bench = Path(bench)
+    if (bench / "mcq.json").is_file() and (bench / "benchmark.json").is_file():
+        release, gt = bench, bench.parent / "ground_truth"
+        default_images = bench.parent.parent / "images"
+    elif (bench / "release").is_dir():
+        release, gt = bench / "release", bench / "ground_truth"
+        default_images = bench.parent / "images"
+    else:
+        r = Release(bench)
+        release, gt, default_images = r.bench_release, r.bench_gt, r.val_images
+    if not (release / "mcq.json").is_file():
+        from ..records import InputError
+
+        raise InputError(f"{bench}: no ViDA-Bench release files (mcq.json, reg-p_ques.json, benchmark.json) found")
+    return release, Path(images) if images else default_images, (gt if (gt / "mcq.json").is_file() else None)

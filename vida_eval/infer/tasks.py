@@ -1,0 +1,138 @@
+"""ViDA-Bench tasks: each builds requests from the bench release, and turns outputs into prediction records.
+
+A task is a prompt builder, a parser and the submission file it feeds, as in
+the official evaluation: perception (MCQ), grounding (region perception and
+distortion detection), description, and quality scoring (Q-Align).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .. import prompts
+from ..parsing import parse_choice, parse_description, parse_grounding
+from ..scoring import DETECTION, REGION
+
+TASKS = ("perception", "grounding", "description", "scoring")
+OUTPUT_FILE = {t: f"{t}.json" for t in TASKS}
+
+
+@dataclass
+class Request:
+    """One model call: an image, a system prompt, a user text, and how to decode."""
+
+    task: str
+    record: dict  # the release record the answer belongs to
+    image: Path
+    user: str
+    system: str | None
+    max_new_tokens: int = 0  # 0: score the next token instead of generating
+    min_pixels: int | None = None
+    max_pixels: int | None = None
+    assistant_prefix: str | None = None
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def uid(self) -> str:
+        """Unique within a task: grounding ids repeat across its two question kinds."""
+        kind = self.record.get("question_type", "")
+        return f"{kind}:{self.record['id']}" if kind else str(self.record["id"])
+
+    def messages(self) -> list[dict]:
+        """Chat messages in the transformers / OpenAI shape (image first, then the text)."""
+        msgs = []
+        if self.system is not None:
+            msgs.append({"role": "system", "content": self.system})
+        msgs.append({"role": "user", "content": [{"type": "image"}, {"type": "text", "text": self.user}]})
+        return msgs
+
+
+def _load(path: Path) -> list[dict]:
+    return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def perception_requests(release: Path, images: Path) -> list[Request]:
+    return [
+        Request("perception", q, images / q["image"], prompts.perception_question(q["question"], q["candidates"]),
+                prompts.PERCEPTION_SYSTEM, prompts.PERCEPTION_MAX_NEW_TOKENS,
+                prompts.PERCEPTION_MIN_PIXELS, prompts.PERCEPTION_MAX_PIXELS)
+        for q in _load(release / "mcq.json")
+    ]
+
+
+def grounding_requests(release: Path, images: Path) -> list[Request]:
+    """Distortion detection for every bench image, then the region questions.
+
+    Detection answers come first in grounding.json: the official Distortion mAP
+    pools both kinds in file order, and a detection answer holds the image's
+    full boxes.
+    """
+    detection = [
+        Request("grounding", dict(b, question=prompts.DETECTION_QUESTION, question_type=DETECTION),
+                images / b["image"], prompts.DETECTION_QUESTION, prompts.GROUNDING_SYSTEM,
+                prompts.GROUNDING_MAX_NEW_TOKENS)
+        for b in _load(release / "benchmark.json")
+    ]
+    region = [
+        Request("grounding", dict(q, question_type=REGION), images / q["image"], q["question"],
+                prompts.GROUNDING_SYSTEM, prompts.GROUNDING_MAX_NEW_TOKENS)
+        for q in _load(release / "reg-p_ques.json")
+    ]
+    return detection + region
+
+
+def description_requests(release: Path, images: Path) -> list[Request]:
+    return [
+        Request("description", b, images / b["image"], prompts.DESCRIPTION_USER, prompts.DESCRIPTION_SYSTEM,
+                prompts.DESCRIPTION_MAX_NEW_TOKENS)
+        for b in _load(release / "benchmark.json")
+    ]
+
+
+def scoring_requests(release: Path, images: Path) -> list[Request]:
+    return [
+        Request("scoring", b, images / b["image"], prompts.SCORING_USER, prompts.SCORING_SYSTEM, 0,
+                assistant_prefix=prompts.SCORING_ASSISTANT_PREFIX)
+        for b in _load(release / "benchmark.json")
+    ]
+
+
+BUILDERS: dict[str, Callable[[Path, Path], list[Request]]] = {
+    "perception": perception_requests,
+    "grounding": grounding_requests,
+    "description": description_requests,
+    "scoring": scoring_requests,
+}
+
+
+def expected_mos(probs: dict[str, float]) -> float:
+    """MOS = sum over levels of p(level) * weight(level), excellent 5 ... bad 1."""
+    weights = dict(zip(prompts.SCORING_LEVEL_TOKENS, prompts.SCORING_LEVEL_WEIGHTS))
+    return float(sum(p * weights[k] for k, p in probs.items()))
+
+
+def to_prediction(req: Request, output: dict) -> dict:
+    """The submission record of one request: the release record plus the model's fields."""
+    rec = dict(req.record)
+    if "error" in output:
+        rec["error"] = output["error"]
+    if req.task == "scoring":
+        probs = output.get("probs")
+        if probs:
+            rec["probs"] = probs
+            rec["pred_mos"] = expected_mos(probs)
+        else:
+            rec["pred_mos"] = None
+        return rec
+    text = output.get("text", "")
+    rec["pred_ans"] = text
+    if req.task == "perception":
+        rec["pred_option"] = parse_choice(text, rec["candidates"]).letter
+    elif req.task == "grounding":
+        rec["distortions"] = parse_grounding(text)
+    else:
+        rec.update(parse_description(text))
+    return rec

@@ -1,0 +1,160 @@
+"""Plots and a short summary of an evaluation run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from . import metrics
+from .metrics.accuracy import normalize_distortion_name
+from .vocab import QUALITY_LEVELS
+
+
+def _boxes(records, field, keep=lambda r: True, name=lambda n: n, skip_none=False):
+    out: dict = {}
+    for r in records:
+        if not isinstance(r, dict) or not keep(r):
+            continue
+        for d in r.get(field) or []:
+            label = name(d.get("distortion"))
+            if skip_none and label == "No distortion":
+                continue
+            c = d.get("coordinates")
+            if isinstance(label, str) and isinstance(c, list) and len(c) == 4:
+                out.setdefault(r["image"], []).append((c, label))
+    return out
+
+
+def pr_curves(gt: dict, pred: dict) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Per-class (recall, precision) at every rank, with the official ordering."""
+    gt_by, pred_by = {}, {}
+    for image, items in gt.items():
+        for box, label in items:
+            gt_by.setdefault(label, []).append((image, box))
+    for image, items in pred.items():
+        for box, label in items:
+            pred_by.setdefault(label, []).append((image, box))
+    curves = {}
+    for label, p in pred_by.items():
+        g = gt_by.get(label, [])
+        if not g:
+            continue
+        _, tp = metrics.detection_ap(g, p)
+        tpc = np.cumsum(tp)
+        curves[label] = (tpc / len(g), tpc / np.arange(1, len(tp) + 1))
+    return curves
+
+
+def write_report(run: Path, gt_dir: Path | None, scores: dict | None) -> list[Path]:
+    """PNG plots and summary.md in *run*; returns the files written."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    written: list[Path] = []
+    load = lambda name: json.loads((run / name).read_text()) if (run / name).is_file() else None  # noqa: E731
+    grounding, description, scoring = load("grounding.json"), load("description.json"), load("scoring.json")
+    meta = reg = None
+    if gt_dir is not None:
+        meta = json.loads((gt_dir / "bench_metadata.json").read_text())
+        reg = json.loads((gt_dir / "reg-p_bench.json").read_text())
+
+    if scores and scores.get("per_class_ap"):
+        per = scores["per_class_ap"]
+        fig, axes = plt.subplots(1, len(per), figsize=(6 * len(per), 4.5), squeeze=False)
+        for ax, (metric, classes) in zip(axes[0], per.items()):
+            names = list(classes)
+            ax.barh(names, [classes[n]["ap"] for n in names], color="tab:blue")
+            ax.set_xlim(0, 1)
+            ax.set_title(f"{metric} = {scores.get(metric, 0):.4f}")
+            ax.set_xlabel("AP")
+        fig.tight_layout()
+        written.append(run / "per_class_ap.png")
+        fig.savefig(written[-1], dpi=110)
+        plt.close(fig)
+
+    if meta is not None and (grounding or description):
+        sets = []
+        if grounding:
+            sets.append(("Region", _boxes(reg, "distortions", skip_none=True),
+                         _boxes(grounding, "distortions", lambda r: r.get("question_type", "region-perception")
+                                == "region-perception", skip_none=True)))
+            sets.append(("Distortion", _boxes(meta, "distortions"),
+                         _boxes(grounding, "distortions", lambda r: "question_type" in r)))
+        if description:
+            sets.append(("Description", _boxes(meta, "distortions", name=normalize_distortion_name),
+                         _boxes(description, "all_distortions", name=normalize_distortion_name)))
+        fig, axes = plt.subplots(1, len(sets), figsize=(6 * len(sets), 4.5), squeeze=False)
+        for ax, (title, gt, pred) in zip(axes[0], sets):
+            for label, (rec, prec) in sorted(pr_curves(gt, pred).items()):
+                ax.plot(rec, prec, label=label, lw=1.2)
+            ax.set_xlim(0, 1)
+            ax.set_ylim(0, 1.02)
+            ax.set_xlabel("recall")
+            ax.set_ylabel("precision")
+            ax.set_title(f"{title} precision-recall")
+            ax.legend(fontsize=7, loc="lower left")
+        fig.tight_layout()
+        written.append(run / "precision_recall.png")
+        fig.savefig(written[-1], dpi=110)
+        plt.close(fig)
+
+    if meta is not None and description:
+        levels = list(QUALITY_LEVELS) + ["unknown"]
+        truth = {m["image"]: m["level"] for m in meta}
+        cm = np.zeros((5, 6), dtype=int)
+        for r in description:
+            if r.get("image") in truth and truth[r["image"]] in QUALITY_LEVELS:
+                p = r.get("image_quality")
+                cm[QUALITY_LEVELS.index(truth[r["image"]]), levels.index(p) if p in levels else 5] += 1
+        fig, ax = plt.subplots(figsize=(6, 4.5))
+        ax.imshow(cm, cmap="Blues")
+        ax.set_xticks(range(6), levels)
+        ax.set_yticks(range(5), QUALITY_LEVELS)
+        for i in range(5):
+            for j in range(6):
+                ax.text(j, i, cm[i, j], ha="center", va="center", fontsize=9)
+        ax.set_xlabel("predicted level")
+        ax.set_ylabel("true level")
+        ax.set_title("Image quality level")
+        fig.tight_layout()
+        written.append(run / "quality_confusion.png")
+        fig.savefig(written[-1], dpi=110)
+        plt.close(fig)
+
+    if meta is not None and scoring:
+        truth = {m["image"]: m["mos"] for m in meta}
+        pairs = [(truth[r["image"]], r["pred_mos"]) for r in scoring
+                 if r.get("image") in truth and isinstance(r.get("pred_mos"), (int, float))]
+        if pairs:
+            fig, ax = plt.subplots(figsize=(5, 5))
+            t, p = zip(*pairs)
+            ax.scatter(t, p, s=10)
+            ax.plot([1, 5], [1, 5], color="grey", lw=0.8)
+            ax.set_xlabel("true MOS")
+            ax.set_ylabel("predicted MOS")
+            corr = (scores or {}).get("correlation", {})
+            ax.set_title(f"MOS: SRCC {corr.get('SRCC', float('nan')):.3f}, PLCC {corr.get('PLCC', float('nan')):.3f}")
+            fig.tight_layout()
+            written.append(run / "mos_scatter.png")
+            fig.savefig(written[-1], dpi=110)
+            plt.close(fig)
+
+    lines = [f"# Evaluation: {run.name}", ""]
+    if scores:
+        lines += ["| metric | value |", "| --- | --- |"]
+        lines += [f"| {k} | {scores[k]:.4f} |" for k in ("Final Score", *metrics.FINAL_SCORE_PARTS) if k in scores]
+        if "correlation" in scores:
+            c = scores["correlation"]
+            lines.append(f"| SRCC / PLCC | {c.get('SRCC', 0):.4f} / {c.get('PLCC', 0):.4f} |")
+        zeroing = [d for d in scores.get("diagnostics", []) if d.get("severity") == "zeroes"]
+        lines += ["", f"{len(scores.get('diagnostics', []))} diagnostics, {len(zeroing)} that zero a metric."]
+    else:
+        lines.append("No ground truth: predictions and submission only.")
+    lines += ["", *[f"![{p.stem}]({p.name})" for p in written]]
+    written.append(run / "summary.md")
+    written[-1].write_text("\n".join(lines) + "\n")
+    return written
