@@ -54,7 +54,9 @@ class TinySpec:
     vision_depth: int = 2
     vision_embed_dim: int = 32
     vision_heads: int = 2
+    vision_mlp_ratio: int = 2
     vocab_size: int = 151936  # Qwen2-VL-2B's padded vocabulary
+    tie_word_embeddings: bool = True
     min_pixels: int = 16 * 28 * 28
     max_pixels: int = 256 * 28 * 28
     seed: int = 0
@@ -110,23 +112,38 @@ def build_config(spec: TinySpec):
         "num_attention_heads": spec.num_attention_heads, "num_key_value_heads": spec.num_key_value_heads,
         "max_position_embeddings": 32768, "rms_norm_eps": 1e-6, "hidden_act": "silu",
         "rope_parameters": {"rope_type": "default", "rope_theta": 1000000.0, "mrope_section": section},
-        "bos_token_id": 151643, "eos_token_id": 151645, "tie_word_embeddings": True,
+        "bos_token_id": 151643, "eos_token_id": 151645, "tie_word_embeddings": spec.tie_word_embeddings,
     }
     vision = {
         "depth": spec.vision_depth, "embed_dim": spec.vision_embed_dim, "hidden_size": spec.hidden_size,
-        "num_heads": spec.vision_heads, "mlp_ratio": 2, "patch_size": 14, "spatial_merge_size": 2,
+        "num_heads": spec.vision_heads, "mlp_ratio": spec.vision_mlp_ratio, "patch_size": 14, "spatial_merge_size": 2,
         "temporal_patch_size": 2, "in_channels": 3, "hidden_act": "quick_gelu",
     }
     cfg = Qwen2VLConfig(
         text_config=text, vision_config=vision, image_token_id=151655, video_token_id=151656,
-        vision_start_token_id=151652, vision_end_token_id=151653, tie_word_embeddings=True,
+        vision_start_token_id=151652, vision_end_token_id=151653, tie_word_embeddings=spec.tie_word_embeddings,
     )
     cfg.architectures = ["Qwen2VLForConditionalGeneration"]
     return cfg
 
 
-def build_tiny_model(out: str | Path, spec: TinySpec = TinySpec()) -> Path:
-    """Write a complete tiny Qwen2-VL checkpoint folder (weights, config, tokenizer, processor)."""
+# Qwen2-VL-7B-Instruct and -2B-Instruct shapes, for benchmarks with random or dummy weights.
+QWEN2_VL_7B = TinySpec(hidden_size=3584, intermediate_size=18944, num_hidden_layers=28, num_attention_heads=28,
+                       num_key_value_heads=4, vision_depth=32, vision_embed_dim=1280, vision_heads=16,
+                       vision_mlp_ratio=4, vocab_size=152064, tie_word_embeddings=False,
+                       min_pixels=3136, max_pixels=12845056)
+QWEN2_VL_2B = TinySpec(hidden_size=1536, intermediate_size=8960, num_hidden_layers=28, num_attention_heads=12,
+                       num_key_value_heads=2, vision_depth=32, vision_embed_dim=1280, vision_heads=16,
+                       vision_mlp_ratio=4, vocab_size=151936, tie_word_embeddings=True,
+                       min_pixels=3136, max_pixels=12845056)
+
+
+def build_tiny_model(out: str | Path, spec: TinySpec = TinySpec(), weights: bool = True) -> Path:
+    """Write a complete Qwen2-VL checkpoint folder (weights, config, tokenizer, processor).
+
+    With ``weights=False`` only the config, tokenizer and processor are written
+    (for engines that make dummy weights themselves).
+    """
     import torch
     from transformers import (
         GenerationConfig,
@@ -140,11 +157,15 @@ def build_tiny_model(out: str | Path, spec: TinySpec = TinySpec()) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(spec.seed)
     config = build_config(spec)
-    model = Qwen2VLForConditionalGeneration(config).to(torch.float32)
-    model.generation_config = GenerationConfig(
-        bos_token_id=151643, eos_token_id=[151645, 151643], pad_token_id=151643, do_sample=False,
-    )
-    model.save_pretrained(out, safe_serialization=True)
+    generation = GenerationConfig(bos_token_id=151643, eos_token_id=[151645, 151643], pad_token_id=151643,
+                                  do_sample=False)
+    if weights:
+        model = Qwen2VLForConditionalGeneration(config).to(torch.float32)
+        model.generation_config = generation
+        model.save_pretrained(out, safe_serialization=True)
+    else:
+        config.save_pretrained(out)
+        generation.save_pretrained(out)
     tokenizer = build_tokenizer()
     image_processor = Qwen2VLImageProcessor(
         min_pixels=spec.min_pixels, max_pixels=spec.max_pixels, patch_size=14, merge_size=2, temporal_patch_size=2,

@@ -23,8 +23,6 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
-from shapely.geometry import box as shapely_box
-from shapely.ops import unary_union
 
 from .. import prompts
 from ..parsing import BOX_END, BOX_START, REF_END, REF_START
@@ -160,6 +158,9 @@ def random_distortions(rng: np.random.Generator) -> list[dict]:
 
 def quality_of(distortions: list[dict]) -> tuple[float, str]:
     """MOS and level from the distortions (see the module docstring)."""
+    from shapely.geometry import box as shapely_box
+    from shapely.ops import unary_union
+
     penalty = 0.0
     for d in distortions:
         penalty += 0.45 * SEVERITY_LEVEL[d["severity"]] * (0.4 + 0.6 * d["area"])
@@ -171,6 +172,8 @@ def quality_of(distortions: list[dict]) -> tuple[float, str]:
 
 def annotate(distortions: list[dict]) -> list[dict]:
     """Add area (shapely) and significance_score to each distortion."""
+    from shapely.geometry import box as shapely_box
+
     for d in distortions:
         d["area"] = shapely_box(*d["coordinates"]).area / 1e6
         d["significance_score"] = round(d["area"] * SEVERITY_LEVEL[d["severity"]], 4)

@@ -184,7 +184,9 @@ class HFBackend(Backend):
                     n = reqs[0].max_new_tokens
                     if self.max_new_tokens:
                         n = min(n, self.max_new_tokens)
-                    gen = self.model.generate(**inputs, max_new_tokens=n, do_sample=False, pad_token_id=self.pad_id)
+                    fixed = {"min_new_tokens": n} if reqs[0].fixed_length else {}
+                    gen = self.model.generate(**inputs, max_new_tokens=n, do_sample=False, pad_token_id=self.pad_id,
+                                              **fixed)
                     new = gen[:, inputs["input_ids"].shape[1]:]
                     for (i, _, _), row in zip(batch, new):
                         outputs[i] = {"text": self._decode(row)}
@@ -260,8 +262,9 @@ class VLLMBackend(Backend):
             return SamplingParams(temperature=0.0, max_tokens=1, logprobs=len(self.level_ids),
                                   allowed_token_ids=self.level_ids)
         n = min(r.max_new_tokens, self.max_new_tokens) if self.max_new_tokens else r.max_new_tokens
+        fixed = {"min_tokens": n, "ignore_eos": True} if r.fixed_length else {}
         return SamplingParams(temperature=0.0, max_tokens=n, skip_special_tokens=False,
-                              spaces_between_special_tokens=False)
+                              spaces_between_special_tokens=False, **fixed)
 
     def run(self, requests: list[Request]) -> list[dict]:
         ok, outputs = _with_images(requests)

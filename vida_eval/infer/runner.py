@@ -57,7 +57,8 @@ class AnswerCache:
 def request_key(req: Request, fingerprint: str, settings: dict) -> str:
     """Hash of task, record, model, prompt, image and decoding settings."""
     payload = json.dumps([req.task, req.uid, fingerprint, req.system, req.user, req.assistant_prefix,
-                          str(req.image), req.max_new_tokens, req.min_pixels, req.max_pixels, settings],
+                          str(req.image), req.max_new_tokens, req.min_pixels, req.max_pixels, req.fixed_length,
+                          settings],
                          sort_keys=True, default=str)
     return hashlib.sha256(payload.encode()).hexdigest()
 
@@ -77,30 +78,38 @@ class TaskResult:
     seconds: float
 
 
-def run_task(task: str, backend, release: Path, images: Path, out: Path, chunk_size: int = 256,
-             progress: bool = True) -> TaskResult:
-    """Answer every request of *task* (reusing cached answers) and write ``out/<task>.json``."""
+def run_requests(requests: list[Request], backend, cache: AnswerCache, chunk_size: int = 256,
+                 desc: str = "requests", progress: bool = True) -> tuple[list[dict], int]:
+    """Outputs of *requests* in their order, computing only what *cache* lacks; returns (outputs, computed)."""
     from tqdm import tqdm
 
-    start = time.perf_counter()
-    requests = BUILDERS[task](Path(release), Path(images))
-    cache = AnswerCache(out / "cache" / f"{task}.jsonl")
     fingerprint, settings = backend.fingerprint(), backend.settings()
-    keys = {id(r): request_key(r, fingerprint, settings) for r in requests}
-    todo = locality_order([r for r in requests if keys[id(r)] not in cache])
-    bar = tqdm(total=len(requests), initial=len(requests) - len(todo), desc=task, unit="req",
+    keys = [request_key(r, fingerprint, settings) for r in requests]
+    key_of = {id(r): k for r, k in zip(requests, keys)}
+    todo = locality_order([r for r, k in zip(requests, keys) if k not in cache])
+    bar = tqdm(total=len(requests), initial=len(requests) - len(todo), desc=desc, unit="req",
                disable=not progress or None, file=sys.stderr)
     for i in range(0, len(todo), chunk_size):
         chunk = todo[i:i + chunk_size]
         outputs = backend.run(chunk)
-        cache.add([(keys[id(r)], r.uid, o) for r, o in zip(chunk, outputs)])
+        cache.add([(key_of[id(r)], r.uid, o) for r, o in zip(chunk, outputs)])
         bar.update(len(chunk))
     bar.close()
-    predictions = [to_prediction(r, cache[keys[id(r)]]) for r in requests]
+    return [cache[k] for k in keys], len(todo)
+
+
+def run_task(task: str, backend, release: Path, images: Path, out: Path, chunk_size: int = 256,
+             progress: bool = True) -> TaskResult:
+    """Answer every request of *task* (reusing cached answers) and write ``out/<task>.json``."""
+    start = time.perf_counter()
+    requests = BUILDERS[task](Path(release), Path(images))
+    cache = AnswerCache(out / "cache" / f"{task}.jsonl")
+    outputs, computed = run_requests(requests, backend, cache, chunk_size, task, progress)
+    predictions = [to_prediction(r, o) for r, o in zip(requests, outputs)]
     errors = sum(1 for p in predictions if "error" in p)
     path = out / OUTPUT_FILE[task]
     write_json(path, predictions)
-    return TaskResult(task, path, len(requests), len(todo), errors, time.perf_counter() - start)
+    return TaskResult(task, path, len(requests), computed, errors, time.perf_counter() - start)
 
 
 def find_bench(bench: Path, images: Path | None = None) -> tuple[Path, Path, Path | None]:

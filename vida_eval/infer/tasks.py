@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from .. import prompts
@@ -33,7 +33,7 @@ class Request:
     min_pixels: int | None = None
     max_pixels: int | None = None
     assistant_prefix: str | None = None
-    extra: dict = field(default_factory=dict)
+    fixed_length: bool = False  # generate exactly max_new_tokens (benchmarks: the end-of-turn token is ignored)
 
     @property
     def uid(self) -> str:
