@@ -207,9 +207,10 @@ class VLLMBackend(Backend):
                  load_format: str = "auto", seed: int = 0, **engine_kwargs):
         import os
 
-        import torch
+        from vllm.platforms import current_platform
 
-        if not torch.cuda.is_available():
+        # Asking torch about CUDA here would initialise it in this process before vLLM forks its engine.
+        if current_platform.is_cpu():
             # vLLM's CPU build: one process, no graph capture, an explicit KV cache size.
             os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
             enforce_eager = True
