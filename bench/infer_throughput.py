@@ -26,8 +26,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from vida_eval import prompts  # noqa: E402
-from vida_eval.infer.tasks import Request, to_prediction  # noqa: E402
+from vida_eval import prompts
+from vida_eval.infer.tasks import Request, to_prediction
 
 KINDS = {  # kind: (count in the mix, output tokens)
     "mcq": (96, 3),

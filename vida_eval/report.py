@@ -9,6 +9,7 @@ import numpy as np
 
 from . import metrics
 from .metrics.accuracy import normalize_distortion_name
+from .metrics.detection import by_class
 from .vocab import QUALITY_LEVELS
 
 
@@ -29,13 +30,7 @@ def _boxes(records, field, keep=lambda r: True, name=lambda n: n, skip_none=Fals
 
 def pr_curves(gt: dict, pred: dict) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Per-class (recall, precision) at every rank, with the official ordering."""
-    gt_by, pred_by = {}, {}
-    for image, items in gt.items():
-        for box, label in items:
-            gt_by.setdefault(label, []).append((image, box))
-    for image, items in pred.items():
-        for box, label in items:
-            pred_by.setdefault(label, []).append((image, box))
+    gt_by, pred_by = by_class(gt), by_class(pred)
     curves = {}
     for label, p in pred_by.items():
         g = gt_by.get(label, [])
@@ -55,7 +50,7 @@ def write_report(run: Path, gt_dir: Path | None, scores: dict | None) -> list[Pa
     import matplotlib.pyplot as plt
 
     written: list[Path] = []
-    load = lambda name: json.loads((run / name).read_text()) if (run / name).is_file() else None  # noqa: E731
+    load = lambda name: json.loads((run / name).read_text()) if (run / name).is_file() else None
     grounding, description, scoring = load("grounding.json"), load("description.json"), load("scoring.json")
     meta = reg = None
     if gt_dir is not None:

@@ -21,8 +21,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from ..prompts import DEFAULT_SYSTEM
 from ..parsing import BOX_END, BOX_START, REF_END, REF_START
+from ..prompts import DEFAULT_SYSTEM
 from ..vocab import canonical_distortion, canonical_severity
 from .layout import TRAIN_SUBSETS, Release
 
@@ -315,9 +315,8 @@ def prepare(release_root: str | Path, out: str | Path | None, verify_images: boo
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
         link = out / "images"
-        if link.is_symlink() or link.exists():
-            if link.is_symlink():
-                link.unlink()
+        if link.is_symlink():
+            link.unlink()
         if not link.exists():
             os.symlink(release.train_images.resolve(), link, target_is_directory=True)
         image_prefix = f"{out.name}/images"

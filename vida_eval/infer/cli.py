@@ -7,7 +7,7 @@ import sys
 import time
 from pathlib import Path
 
-from ..records import InputError, write_json
+from ..records import write_json
 from .tasks import TASKS
 
 
@@ -123,5 +123,3 @@ def register(sub) -> None:
     _common(sp)
     sp.set_defaults(func=cmd_eval)
 
-
-__all__ = ["register", "InputError"]

@@ -89,6 +89,15 @@ def detection_ap(
     return average_precision(is_tp, len(gt)), is_tp
 
 
+def by_class(boxes: Mapping[Hashable, Sequence[tuple[Sequence[float], str]]]) -> dict[str, list]:
+    """{image: [(box, class)]} -> {class: [(image, box)]}, images in mapping order, boxes in list order."""
+    out: dict[str, list] = {}
+    for image, items in boxes.items():
+        for box, label in items:
+            out.setdefault(label, []).append((image, box))
+    return out
+
+
 @dataclass(frozen=True)
 class ClassAP:
     """AP of one class with its ground-truth and prediction counts."""
@@ -119,14 +128,7 @@ def mean_average_precision(
     then in list order. mAP = mean over sorted classes of AP(class); a class on
     one side only has AP 0. mAP is 0 when either side has no box at all.
     """
-    gt_by_class: dict[str, list] = {}
-    pred_by_class: dict[str, list] = {}
-    for image, items in gt.items():
-        for box, label in items:
-            gt_by_class.setdefault(label, []).append((image, box))
-    for image, items in pred.items():
-        for box, label in items:
-            pred_by_class.setdefault(label, []).append((image, box))
+    gt_by_class, pred_by_class = by_class(gt), by_class(pred)
     if not gt_by_class or not pred_by_class:
         return MAPResult(0.0, {})
     per_class: dict[str, ClassAP] = {}
