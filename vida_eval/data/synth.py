@@ -26,6 +26,7 @@ from PIL import Image, ImageDraw
 
 from .. import prompts
 from ..parsing import BOX_END, BOX_START, REF_END, REF_START
+from ..records import write_json
 from ..vocab import DISTORTION_TYPES, QUALITY_LEVELS, SEVERITIES
 from .distortions import SEVERITY_LEVEL, apply_distortion
 from .layout import BENCH_GT, SUBTASK_FOLDERS, TRAIN_SUBSETS
@@ -390,11 +391,6 @@ def bench_regions(rng: np.random.Generator, distortions: list[dict]) -> list[lis
     x, y = int(rng.integers(0, 1000 - w)), int(rng.integers(0, 1000 - h))
     regions.append([x, y, x + w, y + h])
     return regions
-
-
-def write_json(path: Path, data) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, ensure_ascii=False, indent=1), encoding="utf-8")
 
 
 def write_jsonl(path: Path, records: list[dict]) -> None:
