@@ -77,7 +77,7 @@ def main() -> None:
     cuda = torch.cuda.is_available()
     work = Path(tempfile.mkdtemp(prefix="vida-train-bench-"))
     spec = TinySpec() if args.shape == "tiny" else QWEN2_VL_2B
-    model = build_tiny_model(work / f"qwen2vl-{args.shape}", spec)
+    model = build_tiny_model(work / f"qwen2vl-{args.shape}", spec, dtype="float32" if args.shape == "tiny" else "bfloat16")
     from safetensors import safe_open
 
     params = 0
@@ -100,7 +100,8 @@ def main() -> None:
             "output_dir": str(out), "max_steps": str(args.steps), "per_device_train_batch_size": str(args.batch_size),
             "gradient_accumulation_steps": "1", "deepspeed": "null", "logging_steps": "1", "save_steps": "100000",
             "include_num_input_tokens_seen": "true", "preprocessing_num_workers": "4", "report_to": "none",
-            "overwrite_output_dir": "true", "plot_loss": "false", **VARIANTS[name],
+            "overwrite_output_dir": "true", "plot_loss": "false", "max_samples": str(args.steps * args.batch_size * 2),
+            **VARIANTS[name],
         }
         if not cuda:
             overrides.update(bf16="false", tf32="false", use_cpu="true", image_max_pixels="50176", image_min_pixels="12544",
@@ -109,8 +110,8 @@ def main() -> None:
         if cuda:
             mem.start()
         t = time.perf_counter()
-        proc = subprocess.run([cli, "train", str(ROOT / "configs" / "qwen2vl_2b_lora.yaml"),
-                               *[f"{k}={v}" for k, v in overrides.items()]], cwd=work, capture_output=True,
+        proc = subprocess.run([cli, "train", str(recipe(work)), *[f"{k}={v}" for k, v in overrides.items()]],
+                              cwd=work, capture_output=True,
                               text=True, env={**os.environ, "HF_HUB_OFFLINE": "1", "DISABLE_VERSION_CHECK": "1"})
         wall = time.perf_counter() - t
         mem.stop.set()
@@ -143,6 +144,19 @@ def main() -> None:
               f"   x{ratio:.2f} vs {base['variant']}")
     if args.out:
         Path(args.out).write_text(json.dumps({"card": card, "params": params, "rows": rows}, indent=2))
+
+
+def recipe(work: Path) -> Path:
+    """configs/qwen2vl_2b_lora.yaml, with warmup_ratio as a fractional warmup_steps where transformers dropped it."""
+    import yaml
+    from transformers import TrainingArguments
+
+    args = yaml.safe_load((ROOT / "configs" / "qwen2vl_2b_lora.yaml").read_text())
+    if "warmup_ratio" not in TrainingArguments.__dataclass_fields__:
+        args["warmup_steps"] = args.pop("warmup_ratio")
+    path = work / "recipe.yaml"
+    path.write_text(yaml.safe_dump(args))
+    return path
 
 
 def _numel(shape) -> int:

@@ -138,7 +138,8 @@ QWEN2_VL_2B = TinySpec(hidden_size=1536, intermediate_size=8960, num_hidden_laye
                        min_pixels=3136, max_pixels=12845056)
 
 
-def build_tiny_model(out: str | Path, spec: TinySpec = TinySpec(), weights: bool = True) -> Path:
+def build_tiny_model(out: str | Path, spec: TinySpec = TinySpec(), weights: bool = True,
+                     dtype: str = "float32") -> Path:
     """Write a complete Qwen2-VL checkpoint folder (weights, config, tokenizer, processor).
 
     With ``weights=False`` only the config, tokenizer and processor are written
@@ -160,7 +161,7 @@ def build_tiny_model(out: str | Path, spec: TinySpec = TinySpec(), weights: bool
     generation = GenerationConfig(bos_token_id=151643, eos_token_id=[151645, 151643], pad_token_id=151643,
                                   do_sample=False)
     if weights:
-        model = Qwen2VLForConditionalGeneration(config).to(torch.float32)
+        model = Qwen2VLForConditionalGeneration(config).to(getattr(torch, dtype))
         model.generation_config = generation
         model.save_pretrained(out, safe_serialization=True)
     else:
