@@ -125,7 +125,7 @@ def main() -> None:
         runtime = res["train_runtime"]
         row = {"variant": name, "samples_per_s": res["train_samples_per_second"], "tokens_per_s": tokens / runtime,
                "peak_mem_gib": mem.peak_mib / 1024 if cuda else None, "wall_s": wall,
-               "first_loss": log[0].get("loss"), "last_loss": log[-1].get("loss")}
+               "first_loss": log[0].get("loss"), "last_loss": next((x["loss"] for x in reversed(log) if "loss" in x), None)}
         row["mfu"] = 4 * params * row["tokens_per_s"] / peak if peak else None
         rows.append(row)
         print(json.dumps(row), flush=True)
