@@ -77,7 +77,8 @@ def main() -> None:
     cuda = torch.cuda.is_available()
     work = Path(tempfile.mkdtemp(prefix="vida-train-bench-"))
     spec = TinySpec() if args.shape == "tiny" else QWEN2_VL_2B
-    model = build_tiny_model(work / f"qwen2vl-{args.shape}", spec, dtype="float32" if args.shape == "tiny" else "bfloat16")
+    dtype = "float32" if args.shape == "tiny" else "bfloat16"
+    model = build_tiny_model(work / f"qwen2vl-{args.shape}", spec, dtype=dtype)
     from safetensors import safe_open
 
     params = 0
@@ -125,7 +126,8 @@ def main() -> None:
         runtime = res["train_runtime"]
         row = {"variant": name, "samples_per_s": res["train_samples_per_second"], "tokens_per_s": tokens / runtime,
                "peak_mem_gib": mem.peak_mib / 1024 if cuda else None, "wall_s": wall,
-               "first_loss": log[0].get("loss"), "last_loss": next((x["loss"] for x in reversed(log) if "loss" in x), None)}
+               "first_loss": log[0].get("loss"),
+               "last_loss": next((x["loss"] for x in reversed(log) if "loss" in x), None)}
         row["mfu"] = 4 * params * row["tokens_per_s"] / peak if peak else None
         rows.append(row)
         print(json.dumps(row), flush=True)
