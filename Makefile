@@ -30,6 +30,7 @@ $(VENV)/.installed: pyproject.toml
 ifdef WHEELHOUSE
 	$(PYTHON) -m venv --system-site-packages $(VENV)
 	$(PIP) install --no-index --find-links $(WHEELHOUSE) --no-deps -r requirements/gpu-vllm.txt
+	$(PIP) install --no-index --find-links $(WHEELHOUSE) --no-deps -r requirements/gpu-train.txt
 	$(PIP) install --no-index --no-deps --no-build-isolation -e .
 else
 	$(PYTHON) -m venv $(VENV)
@@ -70,11 +71,13 @@ train: tiny-model mini-data
 export: setup
 	$(VENV)/bin/llamafactory-cli export configs/tiny_merge.yaml
 
-# Every wheel the GPU install needs beside a preinstalled torch 2.11.0, for CPython $(WHEEL_PYTHON) on
+# Every wheel the GPU install needs (vLLM, LLaMA-Factory) beside a preinstalled torch 2.11.0, for CPython $(WHEEL_PYTHON) on
 # manylinux $(WHEEL_ARCH), into wheelhouse/ (for machines without internet).
 wheelhouse:
-	$(PYTHON) -m pip download --no-deps --only-binary=:all: --python-version $(WHEEL_PYTHON) --implementation cp \
-		--abi cp$(subst .,,$(WHEEL_PYTHON)) --abi abi3 --abi none $(WHEEL_PLATFORMS) -d wheelhouse -r requirements/gpu-vllm.txt
+	for req in requirements/gpu-vllm.txt requirements/gpu-train.txt; do \
+		$(PYTHON) -m pip download --no-deps --only-binary=:all: --python-version $(WHEEL_PYTHON) --implementation cp \
+			--abi cp$(subst .,,$(WHEEL_PYTHON)) --abi abi3 --abi none $(WHEEL_PLATFORMS) -d wheelhouse -r $$req || exit 1; \
+	done
 
 # Every task on a bench: predictions, submission.zip, scores.json (when ground truth is there) and plots
 # in runs/$(NAME)/. vLLM when it imports, else transformers.
