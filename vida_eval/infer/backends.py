@@ -247,7 +247,7 @@ class VLLMBackend(Backend):
         return {"max_new_tokens": self.max_new_tokens}
 
     def prompt(self, r: Request) -> str:
-        text = self.tokenizer.apply_chat_template(_text_messages(r), add_generation_prompt=True, tokenize=False)
+        text = self.tokenizer.apply_chat_template(r.messages(), add_generation_prompt=True, tokenize=False)
         return text + (r.assistant_prefix or "")
 
     def inputs(self, r: Request, image) -> dict:
@@ -286,11 +286,6 @@ class VLLMBackend(Backend):
                     text += EOS  # stopped on the end-of-turn token, as the official raw answers keep it
                 outputs[i] = {"text": text}
         return outputs
-
-
-def _text_messages(r: Request) -> list[dict]:
-    """Chat messages with the image placeholder the Qwen2-VL template renders."""
-    return r.messages()
 
 
 def _lora_rank(adapter: str) -> int:
