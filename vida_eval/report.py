@@ -8,24 +8,8 @@ from pathlib import Path
 import numpy as np
 
 from . import metrics
-from .metrics.accuracy import normalize_distortion_name
 from .metrics.detection import by_class
 from .vocab import QUALITY_LEVELS
-
-
-def _boxes(records, field, keep=lambda r: True, name=lambda n: n, skip_none=False):
-    out: dict = {}
-    for r in records:
-        if not isinstance(r, dict) or not keep(r):
-            continue
-        for d in r.get(field) or []:
-            label = name(d.get("distortion"))
-            if skip_none and label == "No distortion":
-                continue
-            c = d.get("coordinates")
-            if isinstance(label, str) and isinstance(c, list) and len(c) == 4:
-                out.setdefault(r["image"], []).append((c, label))
-    return out
 
 
 def pr_curves(gt: dict, pred: dict) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -42,20 +26,18 @@ def pr_curves(gt: dict, pred: dict) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     return curves
 
 
-def write_report(run: Path, gt_dir: Path | None, scores: dict | None) -> list[Path]:
-    """PNG plots and summary.md in *run*; returns the files written."""
+def write_report(run: Path, gt_dir: Path | None, report=None) -> list[Path]:
+    """PNG plots and summary.md in *run* from a scoring Report (None without ground truth); returns the files."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     written: list[Path] = []
-    load = lambda name: json.loads((run / name).read_text()) if (run / name).is_file() else None
-    grounding, description, scoring = load("grounding.json"), load("description.json"), load("scoring.json")
-    meta = reg = None
-    if gt_dir is not None:
-        meta = json.loads((gt_dir / "bench_metadata.json").read_text())
-        reg = json.loads((gt_dir / "reg-p_bench.json").read_text())
+    scores = report.to_dict() if report is not None else None
+    load = lambda name: json.loads((run / name).read_text()) if (run / name).is_file() else None  # noqa: E731
+    description, scoring = load("description.json"), load("scoring.json")
+    meta = json.loads((gt_dir / "bench_metadata.json").read_text()) if gt_dir is not None else None
 
     if scores and scores.get("per_class_ap"):
         per = scores["per_class_ap"]
@@ -71,17 +53,10 @@ def write_report(run: Path, gt_dir: Path | None, scores: dict | None) -> list[Pa
         fig.savefig(written[-1], dpi=110)
         plt.close(fig)
 
-    if meta is not None and (grounding or description):
-        sets = []
-        if grounding:
-            sets.append(("Region", _boxes(reg, "distortions", skip_none=True),
-                         _boxes(grounding, "distortions", lambda r: r.get("question_type", "region-perception")
-                                == "region-perception", skip_none=True)))
-            sets.append(("Distortion", _boxes(meta, "distortions"),
-                         _boxes(grounding, "distortions", lambda r: "question_type" in r)))
-        if description:
-            sets.append(("Description", _boxes(meta, "distortions", name=normalize_distortion_name),
-                         _boxes(description, "all_distortions", name=normalize_distortion_name)))
+    results = report.results if report is not None else {}
+    sets = [(name.split()[0], *results[name].details["boxes"])
+            for name in ("Region mAP", "Distortion mAP", "Description mAP") if name in results]
+    if sets:
         fig, axes = plt.subplots(1, len(sets), figsize=(6 * len(sets), 4.5), squeeze=False)
         for ax, (title, gt, pred) in zip(axes[0], sets):
             for label, (rec, prec) in sorted(pr_curves(gt, pred).items()):

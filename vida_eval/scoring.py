@@ -274,7 +274,9 @@ def _map_result(c: _Collector, gt_boxes, pred_boxes) -> MetricResult:
     details = {
         "per_class": {
             k: {"ap": v.ap, "gt": v.num_gt, "pred": v.num_pred, "tp": v.num_tp} for k, v in result.per_class.items()
-        }
+        },
+        # The box sets as the metric read them ({image: [(box, class)]}), for precision-recall curves.
+        "boxes": (gt_boxes, pred_boxes),
     }
     only_pred = [k for k, v in result.per_class.items() if v.num_gt == 0]
     if only_pred:

@@ -72,18 +72,17 @@ def cmd_eval(args) -> int:
     diags = check_and_repair(submission)
     write_submission(submission, out / "submission.zip")
     print(f"submission: {out / 'submission.zip'}")
-    scores = None
+    report = None
     if gt_dir is not None:
         from ..records import read_ground_truth
         from ..scoring import needed_ground_truth
 
         report = score(files, read_ground_truth(gt_dir, needed_ground_truth(files)))
-        scores = report.to_dict()
-        write_json(out / "scores.json", scores)
+        write_json(out / "scores.json", report.to_dict())
         print_table(report)
         diags = report.diagnostics
     _print_diagnostics(diags, limit=10)
-    plots = write_report(out, gt_dir, scores)
+    plots = write_report(out, gt_dir, report)
     write_json(out / "timings.json", {**timings, "total_seconds": round(time.perf_counter() - start, 2)})
     print(f"report: {', '.join(str(p) for p in plots)}")
     return 0
