@@ -75,7 +75,8 @@ def test_make_eval_end_to_end(bench, tmp_path):
 def test_resume_after_kill_recomputes_nothing_finished(bench, tmp_path):
     model, release = bench
     full, killed = tmp_path / "full", tmp_path / "killed"
-    args = ("--backend", "hf", "--chunk-size", "2", "--batch-size", "2", "--max-new-tokens", "4")
+    # One request per chunk and a tight poll: the kill must land while answers are still being written.
+    args = ("--backend", "hf", "--chunk-size", "1", "--batch-size", "1", "--max-new-tokens", "4")
     subprocess.run(infer_cmd(sys.executable, model, release, full, "perception", *args), env=ENV, check=True,
                    capture_output=True, timeout=900)
     proc = subprocess.Popen(infer_cmd(sys.executable, model, release, killed, "perception", *args), env=ENV,
@@ -83,7 +84,7 @@ def test_resume_after_kill_recomputes_nothing_finished(bench, tmp_path):
     cache = killed / "cache" / "perception.jsonl"
     deadline = time.time() + 600
     while time.time() < deadline and (not cache.is_file() or len(cache.read_text().splitlines()) < 4):
-        time.sleep(0.2)
+        time.sleep(0.01)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     finished = len(AnswerCache(cache).answers)
