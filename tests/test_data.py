@@ -201,3 +201,22 @@ def test_combined_json_is_streamed_with_line_numbers(tmp_path):
 def test_check_on_missing_release_exits_2(tmp_path, capsys):
     assert main(["data", "check", str(tmp_path / "nothing")]) == 2
     assert "nothing" in capsys.readouterr().err
+
+
+def test_prepared_combined_file_mixes_every_subset_from_its_first_lines(release, tmp_path):
+    out = tmp_path / "data" / "vida"
+    assert main(["data", "prepare", "--release", str(release), "--out", str(out)]) == 0
+    subset_of = {}
+    for name in TRAIN_SUBSETS:
+        for line in (out / f"{name}.jsonl").read_text().splitlines():
+            subset_of[line] = name
+    combined = (out / "vida_combined.jsonl").read_text().splitlines()
+    assert sorted(combined) == sorted(subset_of)  # the same records, none lost or doubled
+    assert combined != [line for name in TRAIN_SUBSETS for line in (out / f"{name}.jsonl").read_text().splitlines()]
+    # What max_samples keeps (the first lines) samples nearly every subset, not the first subset alone.
+    head = {subset_of[line] for line in combined[: len(combined) // 5]}
+    assert len(head) >= len(TRAIN_SUBSETS) - 2
+    # The order is fixed: a second prepare writes the same file.
+    again = tmp_path / "again" / "vida"
+    assert main(["data", "prepare", "--release", str(release), "--out", str(again)]) == 0
+    assert (again / "vida_combined.jsonl").read_bytes() == (out / "vida_combined.jsonl").read_bytes()

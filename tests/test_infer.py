@@ -44,10 +44,12 @@ def infer_cmd(python, model, release, out, task, *extra):
 def test_make_eval_end_to_end(bench, tmp_path):
     model, release = bench
     out = tmp_path / "run"
-    proc = subprocess.run(["make", "-s", "eval", f"MODEL={model}", f"BENCH={release}", f"OUT={out}",
-                           "EVAL_ARGS=--backend hf --max-new-tokens 8"], cwd=ROOT, env=ENV, capture_output=True,
-                          text=True, timeout=1800)
+    elsewhere = tmp_path / "from-the-environment"  # an OUT variable in the environment must not redirect the run
+    proc = subprocess.run(["make", "-s", "eval", f"MODEL={model}", f"BENCH={release}", f"RUN_DIR={out}",
+                           "EVAL_ARGS=--backend hf --max-new-tokens 8"], cwd=ROOT, env={**ENV, "OUT": str(elsewhere)},
+                          capture_output=True, text=True, timeout=1800)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    assert not elsewhere.exists()
     for task in ("perception", "grounding", "description", "scoring"):
         records = json.loads((out / f"{task}.json").read_text())
         assert records and all("error" not in r for r in records), task

@@ -33,7 +33,7 @@ def workspace(tmp_path_factory):
     release = synthesize(root / "release", images=40, bench_images=4, seed=11)
     (root / "data").mkdir()
     shutil.copy(ROOT / "dataset_info.json", root / "data" / "dataset_info.json")
-    for name in ("vida", "vida_mini"):
+    for name in ("vida", "vida_mini", "vida_synth"):
         prepare(release, root / "data" / name)
     return root
 
@@ -101,6 +101,28 @@ def test_challenge_recipe_values():
     assert {k: a[k] for k in same} == {k: tiny[k] for k in same}
 
 
+def test_learning_proof_recipe_matches_the_small_model(tmp_path):
+    """Full fine-tuning of a model of tens of millions of parameters, trained at the resolution it is evaluated at."""
+    import torch
+    from transformers import AutoImageProcessor, Qwen2VLConfig, Qwen2VLForConditionalGeneration
+
+    from vida_eval.tiny_model import SMALL
+
+    recipe = _load(ROOT / "configs" / "small_full.yaml")
+    assert recipe["finetuning_type"] == "full" and recipe["dataset"] == "vida_synth"
+    assert not recipe["freeze_vision_tower"] and not recipe["freeze_multi_modal_projector"]
+    build_tiny_model(tmp_path / "small", SMALL, weights=False)
+    config = Qwen2VLConfig.from_pretrained(tmp_path / "small")
+    with torch.device("meta"):
+        params = sum(p.numel() for p in Qwen2VLForConditionalGeneration(config).parameters())
+    assert 10e6 < params < 100e6
+    text, vision = config.text_config, config.vision_config
+    assert text.hidden_size // text.num_attention_heads == 64 and vision.embed_dim // vision.num_heads == 64
+    processor = AutoImageProcessor.from_pretrained(tmp_path / "small")
+    assert (processor.size["shortest_edge"], processor.size["longest_edge"]) == (
+        recipe["image_min_pixels"], recipe["image_max_pixels"])
+
+
 # ----------------------------------------------------------------- datasets
 
 def test_every_registered_dataset_loads_through_llamafactory(workspace, monkeypatch):
@@ -110,7 +132,7 @@ def test_every_registered_dataset_loads_through_llamafactory(workspace, monkeypa
 
     monkeypatch.chdir(workspace)
     info = json.loads((workspace / "data" / "dataset_info.json").read_text())
-    assert len(info) == 11
+    assert len(info) == 12
     for name in info:
         args = dict(model_name_or_path=str(workspace / "models" / "tiny-qwen2vl"), stage="sft", do_train=True,
                     finetuning_type="lora", dataset=name, dataset_dir="data", template="qwen2_vl", cutoff_len=1024,

@@ -10,7 +10,7 @@ with no hub access.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 # Qwen2-VL's added tokens, in id order from 151643.
@@ -181,19 +181,35 @@ def build_tiny_model(out: str | Path, spec: TinySpec = TinySpec(), weights: bool
     return out
 
 
+# A small Qwen2-VL for the learning proof: about 45M parameters (39M of them the tied embedding), head sizes
+# of 64 for the language model and the vision tower, images up to 256 merged tokens (about 448 x 448).
+SMALL = TinySpec(hidden_size=256, intermediate_size=1024, num_hidden_layers=4, num_attention_heads=4,
+                 num_key_value_heads=2, vision_depth=4, vision_embed_dim=192, vision_heads=3, vision_mlp_ratio=4,
+                 max_pixels=256 * 28 * 28)
+PRESETS = {"tiny": TinySpec(), "small": SMALL}
+
+
 def register(sub) -> None:
     sp = sub.add_parser("tiny-model", help="build a tiny random Qwen2-VL with the real tokenizer and processor")
     sp.add_argument("out")
+    sp.add_argument("--preset", choices=sorted(PRESETS), default="tiny",
+                    help="tiny: ~10M parameters for CPU tests; small: ~45M for the GPU learning proof")
     sp.add_argument("--seed", type=int, default=0)
-    sp.add_argument("--hidden-size", type=int, default=TinySpec.hidden_size)
-    sp.add_argument("--layers", type=int, default=TinySpec.num_hidden_layers)
-    sp.add_argument("--max-pixels", type=int, default=TinySpec.max_pixels)
+    sp.add_argument("--hidden-size", type=int, help="override the preset's language-model width")
+    sp.add_argument("--layers", type=int, help="override the preset's language-model depth")
+    sp.add_argument("--max-pixels", type=int, help="override the preset's image processor max_pixels")
 
     def run(args) -> int:
-        spec = TinySpec(hidden_size=args.hidden_size, intermediate_size=2 * args.hidden_size,
-                        num_hidden_layers=args.layers, max_pixels=args.max_pixels, seed=args.seed)
+        spec = replace(PRESETS[args.preset], seed=args.seed)
+        if args.hidden_size:
+            spec = replace(spec, hidden_size=args.hidden_size, intermediate_size=spec.intermediate_size
+                           * args.hidden_size // spec.hidden_size)
+        if args.layers:
+            spec = replace(spec, num_hidden_layers=args.layers)
+        if args.max_pixels:
+            spec = replace(spec, max_pixels=args.max_pixels)
         path = build_tiny_model(args.out, spec)
-        print(f"tiny Qwen2-VL written to {path}")
+        print(f"{args.preset} Qwen2-VL written to {path}")
         return 0
 
     sp.set_defaults(func=run)

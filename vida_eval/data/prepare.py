@@ -9,12 +9,18 @@ image paths escaping the image folder (refused), ``<image>`` tags against the
 number of images (a missing tag for a single image is added), empty turns,
 roles out of order, boxes outside 0..1000 (clamped) or inverted (swapped),
 unknown distortion names (warned), duplicate ids (renamed).
+
+``vida_combined.jsonl`` is written in a fixed shuffled order (the release's
+combined.json lists its subsets one after another): LLaMA-Factory's
+``max_samples`` keeps the first N records of a file, and so takes a sample of
+every subset instead of the first subset alone.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import random
 import re
 from collections import Counter
 from collections.abc import Iterator
@@ -241,6 +247,27 @@ def check_record(rec: object, images: ImageCheck, seen_ids: Counter, report: Fil
 
 # ----------------------------------------------------------------- the pass
 
+COMBINED_SHUFFLE_SEED = 0
+
+
+def shuffle_lines(path: Path, seed: int = COMBINED_SHUFFLE_SEED) -> None:
+    """Rewrite a JSONL file with its lines in a seeded random order, holding only line offsets in memory."""
+    offsets = []
+    with open(path, "rb") as f:
+        pos = 0
+        for line in f:
+            offsets.append((pos, len(line)))
+            pos += len(line)
+    random.Random(seed).shuffle(offsets)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(path, "rb") as src, open(tmp, "wb") as dst:
+        for start, size in offsets:
+            src.seek(start)
+            line = src.read(size)
+            dst.write(line if line.endswith(b"\n") else line + b"\n")
+    os.replace(tmp, path)
+
+
 def process_file(path: Path, reader, images: ImageCheck, image_prefix: str, out_file: Path | None,
                  rejects_file: Path | None, progress=None) -> FileReport:
     report = FileReport()
@@ -330,6 +357,8 @@ def prepare(release_root: str | Path, out: str | Path | None, verify_images: boo
                               bar.update if bar is not None else None)
         if bar is not None:
             bar.close()
+        if out is not None and name == "vida_combined":
+            shuffle_lines(out / f"{name}.jsonl")
         summary[name] = {"file": str(path), **report.to_dict()}
     if out is not None:
         (out / "prepare_report.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
