@@ -42,6 +42,7 @@ ifdef WHEELHOUSE
 		> $$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/base_environment.pth
 	$(PIP) install --no-index --find-links $(WHEELHOUSE) --no-deps -r requirements/gpu-vllm.txt
 	$(PIP) install --no-index --find-links $(WHEELHOUSE) --no-deps -r requirements/gpu-train.txt
+	$(PIP) install --no-index --find-links $(WHEELHOUSE) --no-deps -r requirements/gpu-deepspeed.txt
 	$(PIP) install --no-index --no-deps --no-build-isolation -e .
 else
 	$(PYTHON) -m venv $(VENV)
@@ -108,13 +109,15 @@ learning-proof: small-model synth-data
 export: setup
 	$(VENV)/bin/llamafactory-cli export configs/tiny_merge.yaml
 
-# Every wheel the GPU install needs (vLLM, LLaMA-Factory) beside a preinstalled torch 2.11.0, for CPython $(WHEEL_PYTHON) on
+# Every wheel the GPU install needs (vLLM, LLaMA-Factory, DeepSpeed) beside a preinstalled torch 2.11.0, for CPython $(WHEEL_PYTHON) on
 # manylinux $(WHEEL_ARCH), into wheelhouse/ (for machines without internet).
 wheelhouse:
 	for req in requirements/gpu-vllm.txt requirements/gpu-train.txt; do \
 		$(PYTHON) -m pip download --no-deps --only-binary=:all: --python-version $(WHEEL_PYTHON) --implementation cp \
 			--abi cp$(subst .,,$(WHEEL_PYTHON)) --abi abi3 --abi none $(WHEEL_PLATFORMS) -d wheelhouse -r $$req || exit 1; \
 	done
+	$(PYTHON) -m pip download --no-deps --only-binary=:all: -d wheelhouse $$(grep ^hjson requirements/gpu-deepspeed.txt)
+	DS_BUILD_OPS=0 $(PYTHON) -m pip wheel --no-deps -w wheelhouse $$(grep ^deepspeed requirements/gpu-deepspeed.txt)
 
 # Every task on a bench: predictions, submission.zip, scores.json (when ground truth is there) and plots
 # in $(RUN_DIR)/ (runs/$(NAME)/). vLLM when it imports, else transformers.
