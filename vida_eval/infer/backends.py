@@ -113,9 +113,28 @@ def _with_images(requests: list[Request]):
     return ok, outputs
 
 
+class LocalModelBackend(Backend):
+    """A model folder (and adapter) loaded in this process; ``chat`` renders the chat template."""
+
+    model_path: str
+    adapter: str | None
+    max_new_tokens: int | None
+    chat = None  # the processor (hf) or tokenizer (vllm) whose chat template builds the prompt
+
+    def fingerprint(self) -> str:
+        return model_fingerprint(self.model_path, self.adapter)
+
+    def settings(self) -> dict:
+        return {"max_new_tokens": self.max_new_tokens}
+
+    def prompt(self, r: Request) -> str:
+        text = self.chat.apply_chat_template(r.messages(), add_generation_prompt=True, tokenize=False)
+        return text + (r.assistant_prefix or "")
+
+
 # ---------------------------------------------------------------------- hf
 
-class HFBackend(Backend):
+class HFBackend(LocalModelBackend):
     """transformers ``generate`` in left-padded batches."""
 
     name = "hf"
@@ -128,7 +147,7 @@ class HFBackend(Backend):
         self.model_path, self.adapter = model, adapter
         self.batch_size, self.max_new_tokens = batch_size, max_new_tokens
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        self.processor = AutoProcessor.from_pretrained(model)
+        self.processor = self.chat = AutoProcessor.from_pretrained(model)
         self.processor.tokenizer.padding_side = "left"
         torch_dtype = {"auto": "auto", "float32": torch.float32, "bfloat16": torch.bfloat16}[dtype]
         self.model = AutoModelForImageTextToText.from_pretrained(model, dtype=torch_dtype).to(self.device).eval()
@@ -140,16 +159,6 @@ class HFBackend(Backend):
         self.level_ids = level_token_ids(tok)
         self.stop_ids = {tok.convert_tokens_to_ids(EOS), tok.convert_tokens_to_ids("<|endoftext|>")}
         self.pad_id = tok.pad_token_id
-
-    def fingerprint(self) -> str:
-        return model_fingerprint(self.model_path, self.adapter)
-
-    def settings(self) -> dict:
-        return {"max_new_tokens": self.max_new_tokens}
-
-    def prompt(self, r: Request) -> str:
-        text = self.processor.apply_chat_template(r.messages(), add_generation_prompt=True, tokenize=False)
-        return text + (r.assistant_prefix or "")
 
     def _decode(self, ids) -> str:
         tok = self.processor.tokenizer
@@ -195,7 +204,7 @@ class HFBackend(Backend):
 
 # -------------------------------------------------------------------- vllm
 
-class VLLMBackend(Backend):
+class VLLMBackend(LocalModelBackend):
     """Offline vLLM: a chunk of requests is one ``LLM.generate`` call."""
 
     name = "vllm"
@@ -232,23 +241,13 @@ class VLLMBackend(Backend):
         if adapter:
             kwargs.update(enable_lora=True, max_lora_rank=_lora_rank(adapter), max_loras=1)
         self.llm = LLM(**kwargs)
-        self.tokenizer = self.llm.get_tokenizer()
+        self.tokenizer = self.chat = self.llm.get_tokenizer()
         self.level_ids = level_token_ids(self.tokenizer)
         self.lora = None
         if adapter:
             from vllm.lora.request import LoRARequest
 
             self.lora = LoRARequest("vida", 1, str(adapter))
-
-    def fingerprint(self) -> str:
-        return model_fingerprint(self.model_path, self.adapter)
-
-    def settings(self) -> dict:
-        return {"max_new_tokens": self.max_new_tokens}
-
-    def prompt(self, r: Request) -> str:
-        text = self.tokenizer.apply_chat_template(r.messages(), add_generation_prompt=True, tokenize=False)
-        return text + (r.assistant_prefix or "")
 
     def inputs(self, r: Request, image) -> dict:
         item = {"prompt": self.prompt(r), "multi_modal_data": {"image": image}}
