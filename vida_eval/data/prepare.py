@@ -247,11 +247,9 @@ def check_record(rec: object, images: ImageCheck, seen_ids: Counter, report: Fil
 
 # ----------------------------------------------------------------- the pass
 
-COMBINED_SHUFFLE_SEED = 0
-
-
-def shuffle_lines(path: Path, seed: int = COMBINED_SHUFFLE_SEED) -> None:
-    """Rewrite a JSONL file with its lines in a seeded random order, holding only line offsets in memory."""
+def shuffle_lines(path: Path, seed: int = 0) -> None:
+    """Rewrite a JSONL file written by process_file (every line ends in a newline) in a seeded random order,
+    holding only line offsets in memory."""
     offsets = []
     with open(path, "rb") as f:
         pos = 0
@@ -263,8 +261,7 @@ def shuffle_lines(path: Path, seed: int = COMBINED_SHUFFLE_SEED) -> None:
     with open(path, "rb") as src, open(tmp, "wb") as dst:
         for start, size in offsets:
             src.seek(start)
-            line = src.read(size)
-            dst.write(line if line.endswith(b"\n") else line + b"\n")
+            dst.write(src.read(size))
     os.replace(tmp, path)
 
 
