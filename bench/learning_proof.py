@@ -22,9 +22,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from vida_eval.infer.runner import find_bench  # noqa: E402
-from vida_eval.metrics import FINAL_SCORE_PARTS  # noqa: E402
-from vida_eval.records import read_ground_truth  # noqa: E402
+from vida_eval.infer.runner import find_bench
+from vida_eval.metrics import FINAL_SCORE_PARTS
+from vida_eval.records import read_ground_truth
 
 CHANCE = 0.25
 MARGIN = 0.10
