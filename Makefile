@@ -11,9 +11,12 @@ MINI_RELEASE := data/vida-mini-release
 MINI_IMAGES ?= 200
 SMALL_MODEL := models/small-qwen2vl
 SYNTH_RELEASE := data/vida-synth-release
-SYNTH_IMAGES ?= 3000
+SYNTH_IMAGES ?= 5000
 SYNTH_BENCH_IMAGES ?= 300
 TRAIN_ARGS ?=
+# LLaMA-Factory starts `torchrun` from PATH when a machine has several GPUs (or FORCE_TORCHRUN=1): this
+# environment's own, so that every rank runs this environment's Python and packages.
+LLAMAFACTORY := PATH="$(abspath $(VENV))/bin:$$PATH" $(VENV)/bin/llamafactory-cli
 
 VLLM_VENV ?= .venv-vllm
 MODEL ?= models/tiny-qwen2vl-vida
@@ -35,6 +38,8 @@ WHEEL_PLATFORMS := $(foreach v,17 18 19 20 21 22 23 24 25 26 27 28 29 30 31 32 3
 # fetched by `make wheelhouse`; packages already satisfied are left alone. The packages of $(PYTHON)'s
 # environment stay visible through a .pth file (--system-site-packages alone reaches only the base
 # interpreter's, not those of a virtual environment $(PYTHON) may itself live in); pip comes from there too.
+# torch is that environment's, and so is its torchrun script, which would start that Python: the
+# environment gets a torchrun of its own.
 $(VENV)/.installed: pyproject.toml
 ifdef WHEELHOUSE
 	$(PYTHON) -m venv --without-pip --system-site-packages $(VENV)
@@ -44,6 +49,8 @@ ifdef WHEELHOUSE
 	$(PIP) install --no-index --find-links $(WHEELHOUSE) --no-deps -r requirements/gpu-train.txt
 	$(PIP) install --no-index --find-links $(WHEELHOUSE) --no-deps -r requirements/gpu-deepspeed.txt
 	$(PIP) install --no-index --no-deps --no-build-isolation -e .
+	printf '#!/bin/sh\nexec "%s" -m torch.distributed.run "$$@"\n' "$(abspath $(PY))" > $(VENV)/bin/torchrun
+	chmod +x $(VENV)/bin/torchrun
 else
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --upgrade pip
@@ -78,10 +85,11 @@ mini-data: data/vida_mini/vida_combined.jsonl
 
 # LoRA SFT of the tiny model on the synthetic mini-ViDA (CPU).
 train: tiny-model mini-data
-	$(VENV)/bin/llamafactory-cli train configs/tiny_lora.yaml
+	$(LLAMAFACTORY) train configs/tiny_lora.yaml $(TRAIN_ARGS)
 
-# The learning proof (one GPU): the small random Qwen2-VL (~45M parameters), fully fine-tuned for about
-# 10 minutes on $(SYNTH_IMAGES) synthetic images, must beat its untrained self on the synthetic bench.
+# The learning proof: the small random Qwen2-VL (~45M parameters), fully fine-tuned for at most 10 minutes
+# on $(SYNTH_IMAGES) synthetic images (data parallel over every GPU), must beat its untrained self on the
+# synthetic bench.
 $(SMALL_MODEL)/config.json: | setup
 	$(PY) -m vida_eval tiny-model $(SMALL_MODEL) --preset small
 
@@ -98,7 +106,7 @@ synth-data: data/vida_synth/vida_combined.jsonl
 # One BLAS/OpenMP thread per process: the 16 tokenizing workers of the recipe otherwise each start a thread per
 # core and the preprocessing of the set slows down 17-fold (measured on a 16-core GPU machine).
 train-small: small-model synth-data
-	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(VENV)/bin/llamafactory-cli train configs/small_full.yaml $(TRAIN_ARGS)
+	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(LLAMAFACTORY) train configs/small_full.yaml $(TRAIN_ARGS)
 
 learning-proof: small-model synth-data
 	$(MAKE) eval MODEL=$(SMALL_MODEL) BENCH=$(SYNTH_RELEASE) NAME=proof-untrained
@@ -107,7 +115,7 @@ learning-proof: small-model synth-data
 	$(PY) bench/learning_proof.py runs/proof-untrained runs/proof-trained --bench $(SYNTH_RELEASE)
 
 export: setup
-	$(VENV)/bin/llamafactory-cli export configs/tiny_merge.yaml
+	$(LLAMAFACTORY) export configs/tiny_merge.yaml
 
 # Every wheel the GPU install needs (vLLM, LLaMA-Factory, DeepSpeed) beside a preinstalled torch 2.11.0, for CPython $(WHEEL_PYTHON) on
 # manylinux $(WHEEL_ARCH), into wheelhouse/ (for machines without internet).

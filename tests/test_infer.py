@@ -177,3 +177,32 @@ def test_vllm_and_hf_agree(bench, tmp_path):
         a = json.loads((tmp_path / "vllm" / f"{task}.json").read_text())
         b = json.loads((tmp_path / "hf" / f"{task}.json").read_text())
         assert [x["pred_ans"] for x in a] == [y["pred_ans"] for y in b], task
+
+
+def test_data_parallel_devices_follow_cuda_visible_devices():
+    from vida_eval.infer.parallel import devices
+
+    assert devices(2, None) == ["0", "1"]
+    assert devices(2, "3, 5,7") == ["3", "5"]
+    with pytest.raises(ValueError, match="needs 2 GPUs"):
+        devices(2, "4")
+
+
+@pytest.mark.skipif(not VLLM_PYTHON.is_file(), reason="no vLLM environment (make setup-vllm-cpu)")
+def test_data_parallel_vllm_answers_like_hf(bench, tmp_path):
+    """Two vLLM engines, requests split by image, answers back in request order."""
+    model, release = bench
+    for task in ("scoring", "perception"):
+        dp = subprocess.run(infer_cmd(VLLM_PYTHON, model, release, tmp_path / "dp", task, "--backend", "vllm",
+                                      "--data-parallel-size", "2", "--max-new-tokens", "16"),
+                            env=ENV, capture_output=True, text=True, timeout=1200)
+        assert dp.returncode == 0, dp.stderr[-3000:]
+        assert main(infer_cmd("", model, release, tmp_path / "hf", task, "--backend", "hf", "--batch-size", "1",
+                              "--max-new-tokens", "16")[3:]) == 0
+    a = json.loads((tmp_path / "dp" / "scoring.json").read_text())
+    b = json.loads((tmp_path / "hf" / "scoring.json").read_text())
+    assert [x["id"] for x in a] == [y["id"] for y in b]
+    assert max(abs(x["pred_mos"] - y["pred_mos"]) for x, y in zip(a, b)) < 1e-3
+    a = json.loads((tmp_path / "dp" / "perception.json").read_text())
+    b = json.loads((tmp_path / "hf" / "perception.json").read_text())
+    assert [x["pred_ans"] for x in a] == [y["pred_ans"] for y in b]

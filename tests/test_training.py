@@ -193,6 +193,18 @@ def test_train_then_export_on_cpu(workspace):
     assert not torch.allclose(a, c, atol=1e-4)  # the adapter changed the model
 
 
+def test_make_train_starts_torchrun_of_its_own_environment(tmp_path):
+    """Several GPUs (here forced) make LLaMA-Factory launch `torchrun` from PATH: the environment's, not another."""
+    venv_bin = str(Path(sys.executable).parent)
+    path = os.pathsep.join(p for p in os.environ["PATH"].split(os.pathsep) if p != venv_bin)
+    env = {**ENV, "PATH": path, "FORCE_TORCHRUN": "1", "NPROC_PER_NODE": "1"}
+    proc = subprocess.run(["make", "-s", "train", f"TRAIN_ARGS=max_steps=1 max_samples=8 output_dir={tmp_path}"],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=1200)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "distributed training: True" in proc.stdout + proc.stderr
+    assert (tmp_path / "adapter_model.safetensors").is_file()
+
+
 # ------------------------------------------------------------------ webui
 
 def _free_port() -> int:

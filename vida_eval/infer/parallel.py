@@ -8,17 +8,32 @@ import os
 from .backends import Backend, model_fingerprint
 
 
-def _worker(rank: int, model: str, kwargs: dict, conn) -> None:
-    os.environ["CUDA_VISIBLE_DEVICES"] = str(rank)
-    from .backends import VLLMBackend
+def _worker(device: str, model: str, kwargs: dict, conn) -> None:
+    os.environ["CUDA_VISIBLE_DEVICES"] = device
+    from .backends import make_backend
 
-    backend = VLLMBackend(model, **kwargs)
+    try:
+        backend = make_backend("vllm", model, **kwargs)
+    except Exception as exc:  # noqa: BLE001 - reported to the parent, which names the GPU
+        conn.send(f"{type(exc).__name__}: {exc}")
+        return
     conn.send("ready")
     while True:
         requests = conn.recv()
         if requests is None:
             break
         conn.send(backend.run(requests))
+
+
+def devices(size: int, visible: str | None) -> list[str]:
+    """The GPU each engine sees: the rank-th of CUDA_VISIBLE_DEVICES (or of all GPUs when it is unset)."""
+    if visible is None:
+        return [str(rank) for rank in range(size)]
+    ids = [d.strip() for d in visible.split(",") if d.strip()]
+    if len(ids) < size:
+        raise ValueError(f"--data-parallel-size {size} needs {size} GPUs; CUDA_VISIBLE_DEVICES={visible!r} "
+                         f"names {len(ids)}")
+    return ids[:size]
 
 
 class DataParallelBackend(Backend):
@@ -31,15 +46,23 @@ class DataParallelBackend(Backend):
         self.max_new_tokens = kwargs.get("max_new_tokens")
         ctx = mp.get_context("spawn")
         self.conns, self.procs = [], []
-        for rank in range(size):
+        self.devices = devices(size, os.environ.get("CUDA_VISIBLE_DEVICES"))
+        for device in self.devices:
             parent, child = ctx.Pipe()
-            p = ctx.Process(target=_worker, args=(rank, model, kwargs, child), daemon=True)
+            # Not a daemon: each engine starts its own engine-core process, which a daemon may not.
+            p = ctx.Process(target=_worker, args=(device, model, kwargs, child))
             p.start()
+            child.close()  # so that a worker's death reads as EOF here instead of a hang
             self.conns.append(parent)
             self.procs.append(p)
-        for c in self.conns:
-            if c.recv() != "ready":
-                raise RuntimeError("a vLLM worker failed to start")
+        for device, conn in zip(self.devices, self.conns):
+            try:
+                status = conn.recv()
+            except EOFError:
+                status = "the process died"
+            if status != "ready":
+                self.close()
+                raise RuntimeError(f"the vLLM engine for GPU {device} failed to start: {status}")
 
     def fingerprint(self) -> str:
         return model_fingerprint(self.model_path, self.adapter)
@@ -58,13 +81,23 @@ class DataParallelBackend(Backend):
         for conn, shard in zip(self.conns, shards):
             conn.send([requests[i] for i in shard])
         outputs = [None] * len(requests)
-        for conn, shard in zip(self.conns, shards):
-            for i, out in zip(shard, conn.recv()):
+        for device, conn, shard in zip(self.devices, self.conns, shards):
+            try:
+                answers = conn.recv()
+            except EOFError:
+                raise RuntimeError(f"the vLLM engine for GPU {device} died; finished chunks are cached, "
+                                   "the same command resumes after them") from None
+            for i, out in zip(shard, answers):
                 outputs[i] = out
         return outputs
 
     def close(self) -> None:
         for c in self.conns:
-            c.send(None)
+            try:
+                c.send(None)
+            except (BrokenPipeError, OSError):
+                pass
         for p in self.procs:
             p.join(timeout=60)
+            if p.is_alive():
+                p.terminate()

@@ -1,0 +1,116 @@
+"""`vida-eval eval` on one GPU and data parallel over N GPUs, side by side in one run.
+
+Runs the same evaluation twice on the same model and bench, as ``make eval``
+does: once on the first GPU alone, once with ``--data-parallel-size N`` (one
+vLLM engine per GPU). Prints each task's seconds and requests/s for both, the
+speed-up (one-GPU seconds / N-GPU seconds, ideal N), how many answers
+agree between the runs, and both runs' scores. Greedy answers need not agree
+to the token: vLLM's bf16 kernels sum in an order that depends on the batch,
+and each engine sees a different batch; the scores show whether that matters.
+
+    python bench/eval_data_parallel.py --model saves/small-qwen2vl/full/vida_synth \
+        --bench data/vida-synth-release --gpus 2 --out runs/dp-bench
+
+Exit status 0 when both runs answered every request, 2 otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from vida_eval.infer.tasks import TASKS
+from vida_eval.metrics import FINAL_SCORE_PARTS
+
+MOS_TOLERANCE = 1e-3  # two engines may batch differently, and bf16 sums then round differently
+
+
+def speedups(one: dict, many: dict) -> list[tuple[str, int, float, float, float]]:
+    """(task, requests, one-GPU s, N-GPU s, speed-up) per task and for the whole run.
+
+    speed-up = seconds on one GPU / seconds on N GPUs. The whole run includes engine start-up,
+    which data parallelism overlaps but cannot shorten.
+    """
+    rows = []
+    for task in TASKS:
+        if task in one and task in many:
+            a, b = one[task]["seconds"], many[task]["seconds"]
+            rows.append((task, one[task]["requests"], a, b, a / b if b else float("inf")))
+    a, b = one["total_seconds"], many["total_seconds"]
+    rows.append(("total", sum(r[1] for r in rows), a, b, a / b if b else float("inf")))
+    return rows
+
+
+def agreement(one: dict[str, list[dict]], many: dict[str, list[dict]]) -> dict[str, tuple[int, int]]:
+    """Per task: (answers the same in both runs, answers in the one-GPU run).
+
+    Matched by request id; a request missing from the N-GPU run counts as different.
+    """
+    out = {}
+    for task, records in one.items():
+        theirs = {r["id"]: r for r in many.get(task, [])}
+        same = 0
+        for r in records:
+            other = theirs.get(r["id"])
+            if other is None:
+                continue
+            if "pred_mos" in r:
+                same += other.get("pred_mos") is not None and abs(r["pred_mos"] - other["pred_mos"]) <= MOS_TOLERANCE
+            else:
+                same += r.get("pred_ans") == other.get("pred_ans")
+        out[task] = (same, len(records))
+    return out
+
+
+def run_eval(model: str, bench: str, out: Path, gpus: str, dp: int, extra: list[str]) -> int:
+    cmd = [sys.executable, "-m", "vida_eval", "eval", "--model", model, "--bench", bench, "--out", str(out),
+           "--backend", "vllm", "--data-parallel-size", str(dp), *extra]
+    print("$ CUDA_VISIBLE_DEVICES=" + gpus, " ".join(cmd), flush=True)
+    return subprocess.run(cmd, env={**os.environ, "CUDA_VISIBLE_DEVICES": gpus}).returncode
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", required=True)
+    ap.add_argument("--bench", required=True)
+    ap.add_argument("--gpus", type=int, default=2, help="GPUs for the data-parallel run")
+    ap.add_argument("--out", type=Path, default=Path("runs/dp-bench"))
+    ap.add_argument("extra", nargs="*", help="more `vida-eval eval` options for both runs (after --)")
+    args = ap.parse_args(argv)
+
+    runs = {1: args.out / "gpus-1", args.gpus: args.out / f"gpus-{args.gpus}"}
+    for dp, folder in runs.items():
+        gpus = ",".join(str(i) for i in range(dp))
+        if run_eval(args.model, args.bench, folder, gpus, dp, args.extra) != 0:
+            print(f"{folder}: the {dp}-GPU run failed", file=sys.stderr)
+            return 2
+
+    timings = {dp: json.loads((folder / "timings.json").read_text()) for dp, folder in runs.items()}
+    print(f"\n{'task':<12} {'requests':>8} {'1 GPU s':>9} {f'{args.gpus} GPUs s':>10} {'speed-up':>9}")
+    for task, n, a, b, ratio in speedups(timings[1], timings[args.gpus]):
+        print(f"{task:<12} {n:>8} {a:>9.2f} {b:>10.2f} {ratio:>8.2f}x")
+
+    answers = {dp: {t: json.loads((folder / f"{t}.json").read_text()) for t in TASKS
+                    if (folder / f"{t}.json").is_file()} for dp, folder in runs.items()}
+    print(f"\n{'task':<12} {'same answers':>14}")
+    for task, (same, total) in agreement(answers[1], answers[args.gpus]).items():
+        print(f"{task:<12} {same:>6} of {total:<6}")
+    complete = all(len(answers[dp].get(t, [])) == timings[1][t]["requests"] for dp in runs for t in answers[1])
+
+    scores = {dp: json.loads((folder / "scores.json").read_text()) for dp, folder in runs.items()
+              if (folder / "scores.json").is_file()}
+    if len(scores) == 2:
+        print(f"\n{'metric':<24} {'1 GPU':>8} {f'{args.gpus} GPUs':>8}")
+        for metric in ("Final Score", *FINAL_SCORE_PARTS):
+            print(f"{metric:<24} {scores[1][metric]:>8.4f} {scores[args.gpus][metric]:>8.4f}")
+    return 0 if complete else 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
