@@ -18,6 +18,7 @@ from vida_eval.data.layout import Release
 from vida_eval.data.synth import synthesize
 from vida_eval.infer.runner import AnswerCache
 from vida_eval.infer.tasks import BUILDERS
+from vida_eval.records import InputError
 from vida_eval.tiny_model import build_tiny_model
 
 from .conftest import ROOT
@@ -184,7 +185,7 @@ def test_data_parallel_devices_follow_cuda_visible_devices():
 
     assert devices(2, None) == ["0", "1"]
     assert devices(2, "3, 5,7") == ["3", "5"]
-    with pytest.raises(ValueError, match="needs 2 GPUs"):
+    with pytest.raises(InputError, match="needs 2 GPUs"):
         devices(2, "4")
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 
+from ..records import InputError
 from .backends import Backend, model_fingerprint
 
 
@@ -31,7 +32,7 @@ def devices(size: int, visible: str | None) -> list[str]:
         return [str(rank) for rank in range(size)]
     ids = [d.strip() for d in visible.split(",") if d.strip()]
     if len(ids) < size:
-        raise ValueError(f"--data-parallel-size {size} needs {size} GPUs; CUDA_VISIBLE_DEVICES={visible!r} "
+        raise InputError(f"--data-parallel-size {size} needs {size} GPUs; CUDA_VISIBLE_DEVICES={visible!r} "
                          f"names {len(ids)}")
     return ids[:size]
 
