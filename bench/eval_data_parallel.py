@@ -10,6 +10,12 @@ and each engine sees a different batch; the scores show whether that matters.
 
     python bench/eval_data_parallel.py --model saves/small-qwen2vl/full/vida_synth \
         --bench data/vida-synth-release --gpus 2 --out runs/dp-bench
+    python bench/eval_data_parallel.py --dummy-7b --bench data/vida-synth-release --gpus 2 -- --max-new-tokens 256
+
+``--dummy-7b`` evaluates a Qwen2-VL-7B-shaped model with random weights
+(vLLM ``load_format="dummy"``), where decoding costs GPU time as with a real
+model. Random weights rarely stop early, so most answers run to their token
+limit.
 
 Exit status 0 when both runs answered every request, 2 otherwise.
 """
@@ -77,17 +83,25 @@ def run_eval(model: str, bench: str, out: Path, gpus: str, dp: int, extra: list[
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", required=True)
+    which = ap.add_mutually_exclusive_group(required=True)
+    which.add_argument("--model", help="model folder")
+    which.add_argument("--dummy-7b", action="store_true", help="a Qwen2-VL-7B-shaped model with random weights")
     ap.add_argument("--bench", required=True)
     ap.add_argument("--gpus", type=int, default=2, help="GPUs for the data-parallel run")
     ap.add_argument("--out", type=Path, default=Path("runs/dp-bench"))
     ap.add_argument("extra", nargs="*", help="more `vida-eval eval` options for both runs (after --)")
     args = ap.parse_args(argv)
 
+    model, extra = args.model, args.extra
+    if args.dummy_7b:
+        from vida_eval.tiny_model import QWEN2_VL_7B, build_tiny_model
+
+        model = str(build_tiny_model(args.out / "qwen2vl-7b-shape", QWEN2_VL_7B, weights=False))
+        extra = ["--load-format", "dummy", *extra]
     runs = {1: args.out / "gpus-1", args.gpus: args.out / f"gpus-{args.gpus}"}
     for dp, folder in runs.items():
         gpus = ",".join(str(i) for i in range(dp))
-        if run_eval(args.model, args.bench, folder, gpus, dp, args.extra) != 0:
+        if run_eval(model, args.bench, folder, gpus, dp, extra) != 0:
             print(f"{folder}: the {dp}-GPU run failed", file=sys.stderr)
             return 2
 
@@ -108,7 +122,8 @@ def main(argv=None) -> int:
     if len(scores) == 2:
         print(f"\n{'metric':<24} {'1 GPU':>8} {f'{args.gpus} GPUs':>8}")
         for metric in ("Final Score", *FINAL_SCORE_PARTS):
-            print(f"{metric:<24} {scores[1][metric]:>8.4f} {scores[args.gpus][metric]:>8.4f}")
+            a, b = (scores[dp].get(metric, float("nan")) for dp in runs)
+            print(f"{metric:<24} {a:>8.4f} {b:>8.4f}")
     return 0 if complete else 2
 
 

