@@ -2,7 +2,7 @@
 
 Runs the same evaluation twice on the same model and bench, as ``make eval``
 does: once on the first GPU alone, once with ``--data-parallel-size N`` (one
-vLLM engine per GPU). Prints each task's seconds and requests/s for both, the
+vLLM engine per GPU). Prints each task's requests and seconds for both, the
 speed-up (one-GPU seconds / N-GPU seconds, ideal N), how many answers
 agree between the runs, and both runs' scores. Greedy answers need not agree
 to the token: vLLM's bf16 kernels sum in an order that depends on the batch,
