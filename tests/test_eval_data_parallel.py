@@ -11,9 +11,7 @@ import pytest
 from vida_eval.data.synth import synthesize
 from vida_eval.tiny_model import build_tiny_model
 
-from .conftest import ROOT
-
-VLLM_PYTHON = ROOT / ".venv-vllm" / "bin" / "python"
+from .conftest import ROOT, VLLM_PYTHON
 
 spec = importlib.util.spec_from_file_location("eval_data_parallel", ROOT / "bench" / "eval_data_parallel.py")
 edp = importlib.util.module_from_spec(spec)

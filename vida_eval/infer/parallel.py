@@ -6,7 +6,7 @@ import multiprocessing as mp
 import os
 
 from ..records import InputError
-from .backends import Backend, model_fingerprint
+from .backends import LocalModelBackend
 
 
 def _worker(device: str, model: str, kwargs: dict, conn) -> None:
@@ -37,8 +37,11 @@ def devices(size: int, visible: str | None) -> list[str]:
     return ids[:size]
 
 
-class DataParallelBackend(Backend):
-    """Splits each chunk across N single-GPU vLLM engines; answers come back in request order."""
+class DataParallelBackend(LocalModelBackend):
+    """Splits each chunk across N single-GPU vLLM engines; answers come back in request order.
+
+    The engines live in worker processes; fingerprint and settings are the model folder's, as for one engine.
+    """
 
     name = "vllm"
 
@@ -64,12 +67,6 @@ class DataParallelBackend(Backend):
             if status != "ready":
                 self.close()
                 raise RuntimeError(f"the vLLM engine for GPU {device} failed to start: {status}")
-
-    def fingerprint(self) -> str:
-        return model_fingerprint(self.model_path, self.adapter)
-
-    def settings(self) -> dict:
-        return {"max_new_tokens": self.max_new_tokens}
 
     def run(self, requests):
         # Whole images per shard keep each engine's prefix and multimodal caches useful.
