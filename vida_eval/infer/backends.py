@@ -87,6 +87,8 @@ def _softmax(values: list[float]) -> list[float]:
 
 class Backend:
     name = "base"
+    engines = 1  # engines that answer chunks at the same time
+
 
     def fingerprint(self) -> str:
         raise NotImplementedError
@@ -97,6 +99,11 @@ class Backend:
 
     def run(self, requests: list[Request]) -> list[dict]:
         raise NotImplementedError
+
+    def run_chunks(self, chunks: list[list[Request]]):
+        """(chunk, outputs) for every chunk, as each finishes."""
+        for chunk in chunks:
+            yield chunk, self.run(chunk)
 
     def close(self) -> None:
         pass

@@ -1,12 +1,14 @@
-"""Data parallel vLLM: one engine per GPU in its own process, requests split by image."""
+"""Data parallel vLLM: one engine per GPU in its own process, chunks handed to whichever engine is free."""
 
 from __future__ import annotations
 
 import multiprocessing as mp
 import os
+from multiprocessing.connection import wait
 
 from ..records import InputError
 from .backends import LocalModelBackend
+from .runner import even_chunks
 
 
 def _worker(device: str, model: str, kwargs: dict, conn) -> None:
@@ -38,9 +40,12 @@ def devices(size: int, visible: str | None) -> list[str]:
 
 
 class DataParallelBackend(LocalModelBackend):
-    """Splits each chunk across N single-GPU vLLM engines; answers come back in request order.
+    """N single-GPU vLLM engines, each in its own process, each answering whole chunks.
 
-    The engines live in worker processes; fingerprint and settings are the model folder's, as for one engine.
+    The runner hands over chunks (``run_chunks``); every engine takes the next chunk as soon as it has
+    answered its last, so no engine waits for another. An engine's time per call hardly depends on how
+    full the call is, which is why splitting one chunk across the engines would gain little.
+    Fingerprint and settings are the model folder's, as for one engine.
     """
 
     name = "vllm"
@@ -48,6 +53,7 @@ class DataParallelBackend(LocalModelBackend):
     def __init__(self, size: int, model: str, kwargs: dict):
         self.model_path, self.adapter = model, kwargs.get("adapter")
         self.max_new_tokens = kwargs.get("max_new_tokens")
+        self.engines = size
         ctx = mp.get_context("spawn")
         self.conns, self.procs = [], []
         self.devices = devices(size, os.environ.get("CUDA_VISIBLE_DEVICES"))
@@ -68,26 +74,33 @@ class DataParallelBackend(LocalModelBackend):
                 self.close()
                 raise RuntimeError(f"the vLLM engine for GPU {device} failed to start: {status}")
 
+    def run_chunks(self, chunks):
+        pending = list(reversed(chunks))
+        busy: dict = {}  # connection -> (GPU, chunk in flight)
+
+        def give(conn, device):
+            if pending:
+                chunk = pending.pop()
+                conn.send(chunk)
+                busy[conn] = (device, chunk)
+
+        for device, conn in zip(self.devices, self.conns):
+            give(conn, device)
+        while busy:
+            for conn in wait(list(busy)):
+                device, chunk = busy.pop(conn)
+                try:
+                    outputs = conn.recv()
+                except EOFError:
+                    raise RuntimeError(f"the vLLM engine for GPU {device} died; finished chunks are cached, "
+                                       "the same command resumes after them") from None
+                give(conn, device)
+                yield chunk, outputs
+
     def run(self, requests):
-        # Whole images per shard keep each engine's prefix and multimodal caches useful.
-        by_image: dict = {}
-        for i, r in enumerate(requests):
-            by_image.setdefault(str(r.image), []).append(i)
-        shards: list[list[int]] = [[] for _ in self.conns]
-        for group in sorted(by_image.values(), key=len, reverse=True):
-            min(shards, key=len).extend(group)
-        for conn, shard in zip(self.conns, shards):
-            conn.send([requests[i] for i in shard])
-        outputs = [None] * len(requests)
-        for device, conn, shard in zip(self.devices, self.conns, shards):
-            try:
-                answers = conn.recv()
-            except EOFError:
-                raise RuntimeError(f"the vLLM engine for GPU {device} died; finished chunks are cached, "
-                                   "the same command resumes after them") from None
-            for i, out in zip(shard, answers):
-                outputs[i] = out
-        return outputs
+        parts = even_chunks(requests, max(1, -(-len(requests) // self.engines)), self.engines)
+        answers = {id(chunk): outputs for chunk, outputs in self.run_chunks(parts)}
+        return [out for chunk in parts for out in answers[id(chunk)]]
 
     def close(self) -> None:
         for c in self.conns:

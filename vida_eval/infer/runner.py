@@ -68,6 +68,20 @@ def locality_order(requests: list[Request]) -> list[Request]:
     return sorted(requests, key=lambda r: (str(r.image), r.system or "", r.user))
 
 
+def even_chunks(items: list, size: int, engines: int = 1) -> list[list]:
+    """Consecutive chunks of at most *size* items, as even as possible, in a number that is a multiple of *engines*.
+
+    k = engines * ceil(ceil(n / size) / engines) chunks (never more than n); chunk i holds items
+    [i * n // k, (i + 1) * n // k). A chunk is one engine call, and an engine's time per call hardly
+    depends on how full the call is, so even chunks that every engine gets equally many of finish together.
+    """
+    n = len(items)
+    if not n:
+        return []
+    k = min(n, engines * -(-(-(-n // size)) // engines))
+    return [items[i * n // k:(i + 1) * n // k] for i in range(k)]
+
+
 @dataclass
 class TaskResult:
     task: str
@@ -89,9 +103,7 @@ def run_requests(requests: list[Request], backend, cache: AnswerCache, chunk_siz
     todo = locality_order([r for r, k in zip(requests, keys) if k not in cache])
     bar = tqdm(total=len(requests), initial=len(requests) - len(todo), desc=desc, unit="req",
                disable=not progress or None, file=sys.stderr)
-    for i in range(0, len(todo), chunk_size):
-        chunk = todo[i:i + chunk_size]
-        outputs = backend.run(chunk)
+    for chunk, outputs in backend.run_chunks(even_chunks(todo, chunk_size, backend.engines)):
         cache.add([(key_of[id(r)], r.uid, o) for r, o in zip(chunk, outputs)])
         bar.update(len(chunk))
     bar.close()
