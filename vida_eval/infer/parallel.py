@@ -43,9 +43,8 @@ class DataParallelBackend(LocalModelBackend):
     """N single-GPU vLLM engines, each in its own process, each answering whole chunks.
 
     The runner hands over chunks (``run_chunks``); every engine takes the next chunk as soon as it has
-    answered its last, so no engine waits for another. An engine's time per call hardly depends on how
-    full the call is, which is why splitting one chunk across the engines would gain little.
-    Fingerprint and settings are the model folder's, as for one engine.
+    answered its last, so no engine waits for another, and each finished chunk reaches the answer cache
+    at once. Fingerprint and settings are the model folder's, as for one engine.
     """
 
     name = "vllm"

@@ -72,8 +72,8 @@ def even_chunks(items: list, size: int, engines: int = 1) -> list[list]:
     """Consecutive chunks of at most *size* items, as even as possible, in a number that is a multiple of *engines*.
 
     k = engines * ceil(ceil(n / size) / engines) chunks (never more than n); chunk i holds items
-    [i * n // k, (i + 1) * n // k). A chunk is one engine call, and an engine's time per call hardly
-    depends on how full the call is, so even chunks that every engine gets equally many of finish together.
+    [i * n // k, (i + 1) * n // k). A chunk is one engine call; with even chunks, equally many for each
+    engine, no engine is left with a lone remainder while the others idle.
     """
     n = len(items)
     if not n:
