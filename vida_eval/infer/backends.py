@@ -89,7 +89,6 @@ class Backend:
     name = "base"
     engines = 1  # engines that answer chunks at the same time
 
-
     def fingerprint(self) -> str:
         raise NotImplementedError
 

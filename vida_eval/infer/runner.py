@@ -78,7 +78,8 @@ def even_chunks(items: list, size: int, engines: int = 1) -> list[list]:
     n = len(items)
     if not n:
         return []
-    k = min(n, engines * -(-(-(-n // size)) // engines))
+    calls = -(-n // size)  # ceil(n / size)
+    k = min(n, -(-calls // engines) * engines)
     return [items[i * n // k:(i + 1) * n // k] for i in range(k)]
 
 
