@@ -97,7 +97,7 @@ class DataParallelBackend(LocalModelBackend):
                 yield chunk, outputs
 
     def run(self, requests):
-        parts = even_chunks(requests, max(1, -(-len(requests) // self.engines)), self.engines)
+        parts = even_chunks(requests, max(1, len(requests)), self.engines)  # one part per engine
         answers = {id(chunk): outputs for chunk, outputs in self.run_chunks(parts)}
         return [out for chunk in parts for out in answers[id(chunk)]]
 
