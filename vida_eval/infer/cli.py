@@ -11,7 +11,7 @@ from ..records import InputError, write_json
 from .tasks import TASKS
 
 
-def _backend(args):
+def _backend(args, out: Path):
     from .backends import make_backend, vllm_available
 
     name = args.backend
@@ -20,7 +20,16 @@ def _backend(args):
         print(f"backend: {name}", file=sys.stderr)
     if args.load_format != "auto" and name != "vllm":
         raise InputError(f"--load-format {args.load_format} needs the vllm backend (got {name})")
-    kw = dict(adapter=args.lora, batch_size=args.batch_size, max_new_tokens=args.max_new_tokens,
+    model, adapter = args.model, args.lora
+    if name == "vllm" and adapter:
+        from .lora import merged_model, vllm_unmerged_problem
+
+        why = vllm_unmerged_problem(adapter)
+        if why:
+            print(f"vllm: merging {adapter} into {out / 'merged-model'}: vLLM cannot apply it unmerged ({why})",
+                  file=sys.stderr)
+            model, adapter = str(merged_model(model, adapter, out / "merged-model")), None
+    kw = dict(adapter=adapter, batch_size=args.batch_size, max_new_tokens=args.max_new_tokens,
               base_url=args.base_url, api_key=args.api_key, concurrency=args.concurrency)
     if name == "vllm":
         kw.update(tensor_parallel_size=args.tensor_parallel_size, enforce_eager=args.enforce_eager,
@@ -31,8 +40,8 @@ def _backend(args):
         if args.data_parallel_size > 1:
             from .parallel import DataParallelBackend
 
-            return DataParallelBackend(args.data_parallel_size, args.model, kw)
-    return make_backend(name, args.model, **kw)
+            return DataParallelBackend(args.data_parallel_size, model, kw)
+    return make_backend(name, model, **kw)
 
 
 def _run_tasks(args, tasks) -> tuple[Path, dict, Path | None]:
@@ -41,7 +50,7 @@ def _run_tasks(args, tasks) -> tuple[Path, dict, Path | None]:
     release, images, gt = find_bench(Path(args.bench), Path(args.images) if args.images else None)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    backend = _backend(args)
+    backend = _backend(args, out)
     timings = {}
     try:
         for task in tasks:
