@@ -26,8 +26,8 @@ def _backend(args, out: Path):
 
         why = vllm_unmerged_problem(adapter)
         if why:
-            print(f"vllm: merging {adapter} into {out / 'merged-model'}: vLLM cannot apply it unmerged ({why})",
-                  file=sys.stderr)
+            print(f"vllm: {adapter} is served merged into the base, from {out / 'merged-model'} (made once): "
+                  f"vLLM cannot apply it unmerged ({why})", file=sys.stderr)
             model, adapter = str(merged_model(model, adapter, out / "merged-model")), None
     kw = dict(adapter=adapter, batch_size=args.batch_size, max_new_tokens=args.max_new_tokens,
               base_url=args.base_url, api_key=args.api_key, concurrency=args.concurrency)
