@@ -280,6 +280,31 @@ def test_data_parallel_devices_follow_cuda_visible_devices():
         devices(2, "4")
 
 
+def test_data_parallel_engines_share_the_cores(monkeypatch):
+    """Each engine process gets its share of the cores as its CPU thread count, unless the user set one."""
+    from multiprocessing import Pipe
+
+    from vida_eval.infer import backends, parallel
+
+    monkeypatch.setattr(parallel.os, "sched_getaffinity", lambda pid: set(range(6)))
+    assert [parallel.threads_per_engine(n) for n in (1, 2, 4, 8)] == [4, 3, 1, 1]
+
+    def no_engine(*args, **kwargs):
+        raise RuntimeError(f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}")
+
+    monkeypatch.setattr(backends, "make_backend", no_engine)
+    for preset, seen in ((None, "3"), ("7", "7")):
+        if preset is None:
+            monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+        else:
+            monkeypatch.setenv("OMP_NUM_THREADS", preset)
+        monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+        parent, child = Pipe()
+        parallel._worker("1", parallel.threads_per_engine(2), "model", {}, child)
+        assert parent.recv() == f"RuntimeError: OMP_NUM_THREADS={seen}"
+        assert os.environ["CUDA_VISIBLE_DEVICES"] == "1"
+
+
 @pytest.mark.parametrize("n,size,engines", [(866, 512, 1), (866, 512, 2), (300, 512, 2), (1374, 512, 2),
                                              (5, 512, 4), (3, 512, 8), (1, 1, 1), (1000, 7, 3)])
 def test_even_chunks(n, size, engines):

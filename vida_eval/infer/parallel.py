@@ -11,8 +11,12 @@ from .backends import LocalModelBackend
 from .runner import even_chunks
 
 
-def _worker(device: str, model: str, kwargs: dict, conn) -> None:
+def _worker(device: str, threads: int, model: str, kwargs: dict, conn) -> None:
     os.environ["CUDA_VISIBLE_DEVICES"] = device
+    # Before torch loads, here and in the engine-core process vLLM starts from here. A single-GPU engine
+    # otherwise sizes its CPU thread pools to every core; with N engines those pools spin against the
+    # one Python thread per process that launches each decoding step (measured in bench/RESULTS.md).
+    os.environ.setdefault("OMP_NUM_THREADS", str(threads))
     from .backends import make_backend
 
     try:
@@ -39,6 +43,14 @@ def devices(size: int, visible: str | None) -> list[str]:
     return ids[:size]
 
 
+ENGINE_THREADS = 4  # enough for an engine's CPU work on image tensors, too few to spin against the others
+
+
+def threads_per_engine(size: int) -> int:
+    """CPU threads for each of *size* engines: an even share of this process's cores, at most ENGINE_THREADS."""
+    return max(1, min(ENGINE_THREADS, len(os.sched_getaffinity(0)) // size))
+
+
 class DataParallelBackend(LocalModelBackend):
     """N single-GPU vLLM engines, each in its own process, each answering whole chunks.
 
@@ -56,10 +68,11 @@ class DataParallelBackend(LocalModelBackend):
         ctx = mp.get_context("spawn")
         self.conns, self.procs = [], []
         self.devices = devices(size, os.environ.get("CUDA_VISIBLE_DEVICES"))
+        threads = threads_per_engine(size)
         for device in self.devices:
             parent, child = ctx.Pipe()
             # Not a daemon: each engine starts its own engine-core process, which a daemon may not.
-            p = ctx.Process(target=_worker, args=(device, model, kwargs, child))
+            p = ctx.Process(target=_worker, args=(device, threads, model, kwargs, child))
             p.start()
             child.close()  # so that a worker's death reads as EOF here instead of a hang
             self.conns.append(parent)
