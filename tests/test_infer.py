@@ -281,7 +281,7 @@ def test_data_parallel_devices_follow_cuda_visible_devices():
 
 
 def test_data_parallel_engines_share_the_cores(monkeypatch):
-    """Each engine process gets its share of the cores as its CPU thread count, unless the user set one."""
+    """Each engine process gets a small share of the cores as its CPU thread count, unless the user set one."""
     from multiprocessing import Pipe
 
     from vida_eval.infer import backends, parallel
