@@ -3,10 +3,11 @@
 Runs the same evaluation twice on the same model and bench, as ``make eval``
 does: once on the first GPU alone, once with ``--data-parallel-size N`` (one
 vLLM engine per GPU). Prints each task's requests and seconds for both, the
-speed-up (one-GPU seconds / N-GPU seconds, ideal N), how many answers
-agree between the runs, and both runs' scores. Greedy answers need not agree
-to the token: vLLM's bf16 kernels sum in an order that depends on the batch,
-and each engine sees a different batch; the scores show whether that matters.
+speed-up (one-GPU seconds / N-GPU seconds, ideal N) per task and for all
+tasks together, how many answers agree between the runs, and both runs'
+scores. Greedy answers need not agree to the token: vLLM's bf16 kernels sum
+in an order that depends on the batch, and each engine sees a different
+batch; the scores show whether that matters.
 
     python bench/eval_data_parallel.py --model saves/small-qwen2vl/full/vida_synth \
         --bench data/vida-synth-release --gpus 2 --out runs/dp-bench
@@ -38,18 +39,19 @@ MOS_TOLERANCE = 1e-3  # two engines may batch differently, and bf16 sums then ro
 
 
 def speedups(one: dict, many: dict) -> list[tuple[str, int, float, float, float]]:
-    """(task, requests, one-GPU s, N-GPU s, speed-up) per task and for the whole run.
+    """(task, requests, one-GPU s, N-GPU s, speed-up) per task, for all tasks together and for the whole run.
 
-    speed-up = seconds on one GPU / seconds on N GPUs. The whole run includes engine start-up,
-    which data parallelism overlaps but cannot shorten.
+    speed-up = seconds on one GPU / seconds on N GPUs. "tasks" sums the tasks' seconds; "total" is the
+    whole run, engine start-up included, which data parallelism overlaps but cannot shorten.
     """
-    rows = []
-    for task in TASKS:
-        if task in one and task in many:
-            a, b = one[task]["seconds"], many[task]["seconds"]
-            rows.append((task, one[task]["requests"], a, b, a / b if b else float("inf")))
-    a, b = one["total_seconds"], many["total_seconds"]
-    rows.append(("total", sum(r[1] for r in rows), a, b, a / b if b else float("inf")))
+    def row(name, requests, a, b):
+        return name, requests, a, b, a / b if b else float("inf")
+
+    rows = [row(task, one[task]["requests"], one[task]["seconds"], many[task]["seconds"])
+            for task in TASKS if task in one and task in many]
+    requests = sum(r[1] for r in rows)
+    rows.append(row("tasks", requests, sum(r[2] for r in rows), sum(r[3] for r in rows)))
+    rows.append(row("total", requests, one["total_seconds"], many["total_seconds"]))
     return rows
 
 

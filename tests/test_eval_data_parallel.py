@@ -26,10 +26,11 @@ def timings(**seconds):
 
 def test_speedups_per_task_and_total():
     rows = edp.speedups(timings(perception=20.0, scoring=4.0), timings(perception=10.0, scoring=4.0))
-    assert [r[0] for r in rows] == ["perception", "scoring", "total"]
+    assert [r[0] for r in rows] == ["perception", "scoring", "tasks", "total"]
     assert rows[0][4] == pytest.approx(2.0)
     assert rows[1][4] == pytest.approx(1.0)
-    assert rows[2] == ("total", 20, 54.0, 44.0, pytest.approx(54.0 / 44.0))
+    assert rows[2] == ("tasks", 20, 24.0, 14.0, pytest.approx(24.0 / 14.0))
+    assert rows[3] == ("total", 20, 54.0, 44.0, pytest.approx(54.0 / 44.0))
 
 
 def test_agreement_matches_by_id_and_tolerates_rounding_of_mos():
@@ -51,9 +52,9 @@ def test_one_and_two_engines_side_by_side(tmp_path):
         env={**os.environ, "HF_HUB_OFFLINE": "1"}, capture_output=True, text=True, timeout=1800)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     number = r"[\d.]+"
-    speedups = dict(re.findall(rf"^(perception|scoring|total)\s+\d+\s+{number}\s+{number}\s+({number})x$",
+    speedups = dict(re.findall(rf"^(perception|scoring|tasks|total)\s+\d+\s+{number}\s+{number}\s+({number})x$",
                                proc.stdout, re.M))
-    assert set(speedups) == {"perception", "scoring", "total"} and all(float(v) > 0 for v in speedups.values())
+    assert set(speedups) == {"perception", "scoring", "tasks", "total"} and all(float(v) > 0 for v in speedups.values())
     agreement = dict(re.findall(r"^(perception|scoring)\s+\d+ of (\d+)", proc.stdout, re.M))
     for task in ("perception", "scoring"):
         answers = json.loads((tmp_path / "dp" / "gpus-1" / f"{task}.json").read_text())
