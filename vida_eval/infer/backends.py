@@ -310,9 +310,10 @@ class VLLMBackend(LocalModelBackend):
 
 
 def _lora_rank(adapter: str) -> int:
-    cfg = Path(adapter) / "adapter_config.json"
-    if cfg.is_file():
-        return int(json.loads(cfg.read_text()).get("r", 64))
+    from .lora import adapter_config
+
+    if (Path(adapter) / "adapter_config.json").is_file():
+        return int(adapter_config(adapter).get("r", 64))
     return 64
 
 

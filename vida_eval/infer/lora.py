@@ -19,7 +19,8 @@ VLLM_MODULES_TO_SAVE = {"classifier", "score"}
 MERGE_RECORD = "vida_merged_from.json"
 
 
-def _adapter_config(adapter: str | Path) -> dict:
+def adapter_config(adapter: str | Path) -> dict:
+    """The adapter folder's adapter_config.json; InputError naming the file when it is missing or broken."""
     cfg = Path(adapter) / "adapter_config.json"
     try:
         return json.loads(cfg.read_text())
@@ -41,7 +42,7 @@ def _weight_names(adapter: str | Path) -> list[str]:
 
 def vllm_unmerged_problem(adapter: str | Path) -> str | None:
     """Why vLLM cannot serve this adapter unmerged, or None when it can."""
-    cfg = _adapter_config(adapter)
+    cfg = adapter_config(adapter)
     extra = sorted(set(cfg.get("modules_to_save") or []) - VLLM_MODULES_TO_SAVE)
     if extra:
         return f"it trains whole modules ({', '.join(extra)})"
