@@ -88,7 +88,7 @@ def seed_loop(model_dir: Path, reqs: list[Request], per_kind: int) -> dict:
     import torch
     from transformers import AutoProcessor, Qwen2VLConfig, Qwen2VLForConditionalGeneration
 
-    from vida_eval.infer.backends import load_image
+    from vida_eval.images import load_image
 
     processor = AutoProcessor.from_pretrained(model_dir)
     config = Qwen2VLConfig.from_pretrained(model_dir)
@@ -136,7 +136,8 @@ def main() -> None:
 
     import torch
 
-    from vida_eval.infer.backends import VLLMBackend, load_image
+    from vida_eval.images import load_image
+    from vida_eval.infer.backends import VLLMBackend
     from vida_eval.infer.runner import AnswerCache, run_requests
     from vida_eval.tiny_model import QWEN2_VL_7B, TinySpec, build_tiny_model
 

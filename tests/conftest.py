@@ -31,3 +31,40 @@ def baseline():
         return copy.deepcopy(cache[name])
 
     return get
+
+
+# Real image sizes: a tiny model whose processor has Qwen2-VL's own pixel limits (4..16,384 tokens), and a
+# synthetic release whose images are real ViDA sizes, a 3120x4160 phone photo among them. Built once per session.
+REAL_TRAIN_SIZES = {(3120, 4160): 1, (720, 1280): 1, (193, 480): 1, (640, 171): 1}
+REAL_BENCH_SIZES = {(3120, 4160): 1, (512, 384): 2}
+
+
+@pytest.fixture(scope="session")
+def real_model(tmp_path_factory):
+    from dataclasses import replace
+
+    from vida_eval.images import QWEN2_VL_MAX_PIXELS, QWEN2_VL_MIN_PIXELS
+    from vida_eval.tiny_model import TinySpec, build_tiny_model
+
+    return build_tiny_model(tmp_path_factory.mktemp("real-model") / "tiny-real",
+                            replace(TinySpec(), min_pixels=QWEN2_VL_MIN_PIXELS, max_pixels=QWEN2_VL_MAX_PIXELS))
+
+
+@pytest.fixture(scope="session")
+def real_release(tmp_path_factory):
+    from vida_eval.data.synth import synthesize
+
+    return synthesize(tmp_path_factory.mktemp("real-release") / "release", images=sum(REAL_TRAIN_SIZES.values()),
+                      bench_images=sum(REAL_BENCH_SIZES.values()), seed=7, sizes=REAL_BENCH_SIZES,
+                      train_sizes=REAL_TRAIN_SIZES)
+
+
+def tag_orientation(path: Path, orientation: int = 6) -> None:
+    """Give a JPEG an EXIF orientation tag (6: shown turned 90 degrees clockwise); its stored frame stays."""
+    from PIL import Image
+
+    with Image.open(path) as im:
+        rgb = im.convert("RGB")
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    rgb.save(path, "JPEG", quality=95, exif=exif)

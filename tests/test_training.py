@@ -240,3 +240,74 @@ def test_webui_lists_the_vida_datasets(workspace):
             proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+# ------------------------------------------------------- real image sizes
+
+SHIPPED = [p for p in CONFIGS if "tokenized_path" in _load(p)]  # the recipes for the real release
+
+
+def _data_settings(path) -> tuple:
+    a = _load(path)
+    return tuple(a.get(k) for k in ("template", "cutoff_len", "image_min_pixels", "image_max_pixels",
+                                    "overwrite_cache"))
+
+
+DATA_SETTINGS = {}
+for _path in SHIPPED:
+    DATA_SETTINGS.setdefault(_data_settings(_path), []).append(_path)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("recipes", list(DATA_SETTINGS.values()),
+                         ids=lambda ps: "+".join(p.stem for p in ps))
+def test_shipped_data_settings_train_on_a_12_megapixel_photo(recipes, real_model, real_release, tmp_path):
+    """`llamafactory-cli train` with a shipped recipe's data settings on samples of a 3120x4160 photo, to the end;
+    the tokenized set is written once, holds every image token, and is what the next launch reads."""
+    from llamafactory.data import get_dataset, get_template_and_fix_tokenizer
+    from llamafactory.hparams import get_train_args
+    from llamafactory.model import load_tokenizer
+
+    data = tmp_path / "data"
+    prepare(real_release, data / "vida")
+    shutil.copy(ROOT / "dataset_info.json", data / "dataset_info.json")
+    combined = data / "vida" / "vida_combined.jsonl"
+    big = [x for x in combined.read_text().splitlines() if json.loads(x)["images"][0].endswith(_largest(real_release))]
+    combined.write_text("\n".join(big) + "\n")
+    args = _load(recipes[0])
+    for key in ("deepspeed", "tf32", "warmup_ratio", "num_train_epochs"):
+        args.pop(key, None)
+    args.update(model_name_or_path=str(real_model), dataset="vida_combined", dataset_dir=str(data),
+                output_dir=str(tmp_path / "out"), tokenized_path=str(tmp_path / "tokenized"), max_steps=1,
+                per_device_train_batch_size=1, gradient_accumulation_steps=1, use_cpu=True, bf16=False,
+                preprocessing_num_workers=1, dataloader_num_workers=0, logging_steps=1, save_steps=1000,
+                plot_loss=False)
+    config = tmp_path / "recipe.yaml"
+    config.write_text(yaml.safe_dump(args))
+    train = subprocess.run([str(CLI), "train", str(config)], cwd=tmp_path, env=ENV, capture_output=True, text=True,
+                           timeout=1800)
+    log = train.stdout + train.stderr
+    assert train.returncode == 0, log[-4000:]
+    assert "Tokenized dataset is saved" in log and (tmp_path / "out" / "adapter_model.safetensors").is_file()
+    model_args, data_args, training_args, *_ = get_train_args({**args, "output_dir": str(tmp_path / "again")})
+    tok = load_tokenizer(model_args)
+    template = get_template_and_fix_tokenizer(tok["tokenizer"], data_args)
+    ds = get_dataset(template, model_args, data_args, training_args, "sft", **tok)["train_dataset"]
+    pad = tok["tokenizer"].convert_tokens_to_ids("<|image_pad|>")
+    assert len(ds) == len(big) and all(row["input_ids"].count(pad) == 8112 for row in ds)  # no image cut
+
+
+def _largest(release) -> str:
+    meta = json.loads((release / "train" / "train_metadata.json").read_text())
+    return max(meta, key=lambda m: m["width"] * m["height"])["image"]
+
+
+def test_train_memory_bench_runs_the_recipe_through_llamafactory(tmp_path):
+    proc = subprocess.run([sys.executable, str(ROOT / "bench" / "train_memory.py"), "--recipe",
+                           str(ROOT / "configs" / "tiny_lora.yaml"), "--shape", "tiny", "--batch-sizes", "1",
+                           "--steps", "1", "--work", str(tmp_path), "--json", str(tmp_path / "rows.json")],
+                          cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=1200)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    [row] = json.loads((tmp_path / "rows.json").read_text())
+    assert row["rc"] == 0 and row["tokens_per_sample"] == 1280 and row["s_per_step"] > 0
+    assert "every sample 1280 tokens (cutoff_len 1280" in proc.stdout

@@ -1,4 +1,4 @@
-"""Registry of the sub-commands beyond parse/score/submit (data, models, inference).
+"""Registry of the sub-commands beyond parse/score/submit (data, models, inference, training checks).
 
 Each module registers its own parser; heavy imports stay inside the commands.
 """
@@ -6,5 +6,6 @@ Each module registers its own parser; heavy imports stay inside the commands.
 from . import tiny_model
 from .data import cli as data_cli
 from .infer import cli as infer_cli
+from .train import preflight
 
-REGISTER: list = [data_cli.register, tiny_model.register, infer_cli.register]
+REGISTER: list = [data_cli.register, tiny_model.register, infer_cli.register, preflight.register]

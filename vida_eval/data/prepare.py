@@ -8,7 +8,13 @@ Checks: JSON / JSONL syntax, record shape, missing or unreadable images,
 image paths escaping the image folder (refused), ``<image>`` tags against the
 number of images (a missing tag for a single image is added), empty turns,
 roles out of order, boxes outside 0..1000 (clamped) or inverted (swapped),
-unknown distortion names (warned), duplicate ids (renamed).
+unknown distortion names (warned), duplicate ids (renamed). With a training
+recipe (``--recipe``), each record's exact length as LLaMA-Factory will encode it
+(``vida_eval.train.lengths``): records over the recipe's ``cutoff_len`` are
+rejected, since LLaMA-Factory would cut their image tokens and the run would die,
+and the summary gives each file's length distribution. The images' EXIF
+orientation tags and their stored sizes against the metadata are reported
+(``image_check``).
 
 ``vida_combined.jsonl`` is written in a fixed shuffled order (the release's
 combined.json lists its subsets one after another): LLaMA-Factory's
@@ -19,18 +25,20 @@ every subset instead of the first subset alone.
 from __future__ import annotations
 
 import json
+import math
 import os
 import random
 import re
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 from ..parsing import BOX_END, BOX_START, REF_END, REF_START
 from ..prompts import DEFAULT_SYSTEM
 from ..vocab import canonical_distortion, canonical_severity
+from .image_check import ImageCheck, frame_report
 from .layout import TRAIN_SUBSETS, Release
+from .readers import iter_json_array, iter_jsonl
 
 ROLES = {"human": "human", "user": "human", "gpt": "gpt", "assistant": "gpt"}
 _BOX = re.compile(re.escape(BOX_START) + r"\(\s*(-?\d+)\s*,\s*(-?\d+)\s*\)\s*,\s*\(\s*(-?\d+)\s*,\s*(-?\d+)\s*\)"
@@ -52,84 +60,31 @@ class FileReport:
     repairs: Counter = field(default_factory=Counter)
     reasons: Counter = field(default_factory=Counter)
     fatal: str | None = None
+    lengths: list[int] = field(default_factory=list)  # tokens per kept record (with a recipe)
+    image_lengths: list[int] = field(default_factory=list)
 
     def to_dict(self) -> dict:
-        return {"kept": self.kept, "repaired": self.repaired, "rejected": self.rejected,
-                "repairs": dict(self.repairs), "rejections": dict(self.reasons), "warnings": dict(self.warnings),
-                **({"fatal": self.fatal} if self.fatal else {})}
+        out = {"kept": self.kept, "repaired": self.repaired, "rejected": self.rejected,
+               "repairs": dict(self.repairs), "rejections": dict(self.reasons), "warnings": dict(self.warnings),
+               **({"fatal": self.fatal} if self.fatal else {})}
+        if self.lengths:
+            out["tokens"] = distribution(self.lengths)
+            out["image_tokens"] = distribution(self.image_lengths)
+        return out
 
 
-# ------------------------------------------------------------------ reading
+def distribution(values: list[int]) -> dict:
+    """min, median, 90th / 99th percentile, max and mean of token counts (nearest-rank percentiles)."""
+    v = sorted(values)
 
-def iter_jsonl(path: Path) -> Iterator[tuple[int, object | Exception]]:
-    """(line number, record or the JSON error) for each non-empty line."""
-    with open(path, encoding="utf-8", errors="replace") as f:
-        for n, line in enumerate(f, 1):
-            if line.strip():
-                try:
-                    yield n, json.loads(line)
-                except json.JSONDecodeError as e:
-                    yield n, e
+    def rank(q: float) -> int:
+        return v[max(0, math.ceil(len(v) * q) - 1)]
 
-
-def iter_json_array(path: Path, chunk: int = 1 << 20) -> Iterator[tuple[int, object | Exception]]:
-    """Stream the elements of a JSON array file with their first line, never holding the whole file.
-
-    A syntax error ends the stream with the error (its line number included).
-    """
-    decoder = json.JSONDecoder()
-    with open(path, encoding="utf-8", errors="replace") as f:
-        buf, pos, line, eof = "", 0, 1, False
-
-        def fill() -> None:
-            nonlocal buf, pos, eof
-            more = f.read(chunk)
-            eof = not more
-            buf, pos = buf[pos:] + more, 0
-
-        def skip(chars: str) -> None:
-            nonlocal pos, line
-            while True:
-                while pos < len(buf) and (buf[pos] in chars or buf[pos].isspace()):
-                    line += buf[pos] == "\n"
-                    pos += 1
-                if pos < len(buf) or eof:
-                    return
-                fill()
-
-        fill()
-        skip("")
-        if buf[pos:pos + 1] != "[":
-            yield line, json.JSONDecodeError("expected a JSON list", buf[pos:pos + 40], 0)
-            return
-        pos += 1
-        while True:
-            skip(",")
-            if pos >= len(buf):
-                yield line, json.JSONDecodeError("unexpected end of file", "", 0)
-                return
-            if buf[pos] == "]":
-                return
-            while True:
-                try:
-                    obj, end = decoder.raw_decode(buf, pos)
-                    break
-                except json.JSONDecodeError as e:
-                    if eof:
-                        yield line + buf.count("\n", pos, e.pos), e
-                        return
-                    fill()
-            yield line, obj
-            line += buf.count("\n", pos, end)
-            pos = end
+    return {"min": v[0], "p50": rank(0.5), "p90": rank(0.9), "p99": rank(0.99), "max": v[-1],
+            "mean": round(sum(v) / len(v), 1)}
 
 
 # ---------------------------------------------------------------- checking
-
-def _safe_image_path(name: str) -> bool:
-    p = PurePosixPath(name.replace("\\", "/"))
-    return bool(name) and not p.is_absolute() and ".." not in p.parts and not re.match(r"^[A-Za-z]:", name)
-
 
 def _fix_boxes(text: str, repairs: Counter) -> str:
     def fix(m):
@@ -155,35 +110,6 @@ def _unknown_names(text: str) -> list[str]:
         if canonical_distortion(name) is None:
             out.append(name.strip())
     return out
-
-
-class ImageCheck:
-    """Existence and readability of images, each checked once."""
-
-    def __init__(self, folder: Path, verify: bool = True):
-        self.folder, self.verify = folder, verify
-        self.cache: dict[str, str | None] = {}
-
-    def problem(self, name: str) -> str | None:
-        if name not in self.cache:
-            self.cache[name] = self._check(name)
-        return self.cache[name]
-
-    def _check(self, name: str) -> str | None:
-        if not _safe_image_path(name):
-            return f"image path {name!r} escapes the image folder (refused)"
-        path = self.folder / name
-        if not path.is_file():
-            return f"image {name!r} not found in {self.folder}"
-        if self.verify:
-            from PIL import Image
-
-            try:
-                with Image.open(path) as im:
-                    im.verify()
-            except Exception as e:  # noqa: BLE001 - any decoder failure means unreadable
-                return f"image {name!r} is unreadable ({type(e).__name__})"
-        return None
 
 
 def check_record(rec: object, images: ImageCheck, seen_ids: Counter, report: FileReport) -> dict:
@@ -265,8 +191,20 @@ def shuffle_lines(path: Path, seed: int = 0) -> None:
     os.replace(tmp, path)
 
 
+def _length_problem(cleaned: dict, images: ImageCheck, counter, report: FileReport) -> str | None:
+    """Why *cleaned* is longer than the recipe allows (None when it fits); its length is recorded when it fits."""
+    total, image = counter.count(cleaned, [images.size(n) for n in cleaned["images"]])
+    cutoff = counter.recipe.cutoff_len
+    if total > cutoff:
+        return (f"{total} tokens ({image} of them image) exceed cutoff_len {cutoff} of {counter.recipe.name}: "
+                "LLaMA-Factory would cut the image")
+    report.lengths.append(total)
+    report.image_lengths.append(image)
+    return None
+
+
 def process_file(path: Path, reader, images: ImageCheck, image_prefix: str, out_file: Path | None,
-                 rejects_file: Path | None, progress=None) -> FileReport:
+                 rejects_file: Path | None, progress=None, counter=None) -> FileReport:
     report = FileReport()
     seen: Counter = Counter()
     out = open(out_file, "w", encoding="utf-8") if out_file else None
@@ -286,12 +224,14 @@ def process_file(path: Path, reader, images: ImageCheck, image_prefix: str, out_
                 record = rec
                 try:
                     cleaned = check_record(rec, images, seen, report)
-                    reason = None
+                    reason = _length_problem(cleaned, images, counter, report) if counter else None
                 except RecordError as e:
                     cleaned, reason = None, str(e)
+                if reason is not None:
+                    cleaned = None
             if cleaned is None:
                 report.rejected += 1
-                report.reasons[reason.split(" (")[0].split(":")[0] if reason.startswith("JSON") else reason] += 1
+                report.reasons[_reason_class(reason)] += 1
                 if rejects_file:
                     if rej is None:
                         rejects_file.parent.mkdir(parents=True, exist_ok=True)
@@ -311,6 +251,15 @@ def process_file(path: Path, reader, images: ImageCheck, image_prefix: str, out_
     return report
 
 
+def _reason_class(reason: str) -> str:
+    """The rejection's class for the summary counts: the reason without its record-specific numbers."""
+    if reason.startswith("JSON"):
+        return reason.split(" (")[0].split(":")[0]
+    if "exceed cutoff_len" in reason:
+        return "longer than cutoff_len" + reason.split("cutoff_len", 1)[1].split(":")[0]
+    return reason
+
+
 def release_files(release: Release) -> list[tuple[str, Path]]:
     """(registered name, path) of the release's training files that exist."""
     files = [(name, release.subset_file(name)) for name in TRAIN_SUBSETS]
@@ -319,13 +268,16 @@ def release_files(release: Release) -> list[tuple[str, Path]]:
 
 
 def prepare(release_root: str | Path, out: str | Path | None, verify_images: bool = True,
-            progress_factory=None) -> dict:
+            progress_factory=None, recipe=None) -> dict:
     """Check every training file of a release; with *out*, write the LLaMA-Factory files there.
 
     *out* gets ``<name>.jsonl`` per registered dataset, an ``images`` link to
     the release's image folder, ``rejects/<name>.jsonl`` and ``prepare_report.json``.
     Image paths in the written records are relative to ``out``'s parent, the
-    LLaMA-Factory ``dataset_dir``.
+    LLaMA-Factory ``dataset_dir``. With *recipe* (a ``train.recipe.Recipe``), records
+    longer than its ``cutoff_len`` are rejected and each file's lengths summarised.
+
+    Returns {dataset name: its report, ..., "images": the frame report, "recipe": what lengths were counted with}.
     """
     release = Release(release_root)
     if not release.train_images.is_dir():
@@ -334,6 +286,11 @@ def prepare(release_root: str | Path, out: str | Path | None, verify_images: boo
     if not files:
         raise FileNotFoundError(f"{release.qwen2}: no ViDA training files found")
     images = ImageCheck(release.train_images, verify_images)
+    counter = None
+    if recipe is not None:
+        from ..train.lengths import LengthCounter
+
+        counter = LengthCounter(recipe)
     image_prefix = ""
     if out is not None:
         out = Path(out)
@@ -351,15 +308,32 @@ def prepare(release_root: str | Path, out: str | Path | None, verify_images: boo
         report = process_file(path, reader, images, image_prefix,
                               out / f"{name}.jsonl" if out else None,
                               out / "rejects" / f"{name}.jsonl" if out else None,
-                              bar.update if bar is not None else None)
+                              bar.update if bar is not None else None, counter)
         if bar is not None:
             bar.close()
         if out is not None and name == "vida_combined":
             shuffle_lines(out / f"{name}.jsonl")
         summary[name] = {"file": str(path), **report.to_dict()}
+    summary["images"] = frame_report(images, _metadata(release))
+    if counter is not None:
+        summary["recipe"] = {"file": str(recipe.path), "cutoff_len": recipe.cutoff_len,
+                             "image_pixels": [recipe.image_min_pixels, recipe.image_max_pixels],
+                             "template": recipe.template, "tokenizer": counter.tokenizer_source}
     if out is not None:
         (out / "prepare_report.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
     return summary
+
+
+def _metadata(release: Release) -> list | None:
+    """train_metadata.json's records, or None when the release has none (or it cannot be read)."""
+    from ..records import InputError, read_json_list
+
+    if not release.train_metadata.is_file():
+        return None
+    try:
+        return read_json_list(release.train_metadata)
+    except InputError:
+        return None
 
 
 def check_bench(release_root: str | Path) -> list[str]:

@@ -30,8 +30,8 @@ from ..records import write_json
 from ..vocab import DISTORTION_TYPES, QUALITY_LEVELS, SEVERITIES
 from .distortions import SEVERITY_LEVEL, apply_distortion
 from .layout import BENCH_GT, SUBTASK_FOLDERS, TRAIN_SUBSETS
+from .sizes import SMALL_SIZES, draw_size, sizes_in_order
 
-SIZES = ((512, 384), (384, 512), (448, 448), (640, 360), (360, 640), (576, 432), (320, 480))
 COLORS = {
     "red": (200, 40, 40), "green": (40, 160, 60), "blue": (40, 70, 200), "yellow": (230, 210, 40),
     "purple": (130, 50, 160), "orange": (240, 140, 30), "grey": (128, 128, 128), "white": (240, 240, 240),
@@ -319,9 +319,11 @@ class Sample:
     level: str
 
 
-def make_sample(seed: int, index: int, split: str) -> Sample:
+def make_sample(seed: int, index: int, split: str, sizes=SMALL_SIZES, size: tuple[int, int] | None = None) -> Sample:
+    """One image and its distortions; its size is *size*, or drawn from *sizes* (a list, or a size -> count table)."""
     rng = np.random.default_rng([seed, index, 0 if split == "train" else 1])
-    width, height = SIZES[int(rng.integers(len(SIZES)))]
+    drawn = draw_size(rng, sizes)
+    width, height = size or drawn
     scene = draw_scene(rng, width, height)
     distortions = annotate(random_distortions(rng))
     for d in distortions:
@@ -401,8 +403,13 @@ def write_jsonl(path: Path, records: list[dict]) -> None:
 
 
 def synthesize(out: str | Path, images: int = 200, bench_images: int | None = None, seed: int = 0,
-               progress=None) -> Path:
-    """Write a complete synthetic ViDA release under *out*; returns *out*."""
+               progress=None, sizes=SMALL_SIZES, train_sizes=None) -> Path:
+    """Write a complete synthetic ViDA release under *out*; returns *out*.
+
+    *sizes* (bench) and *train_sizes* (training, default *sizes*) are lists of (width, height) drawn uniformly,
+    or size -> count tables (``sizes.VIDA_BENCH_SIZES``) drawn by weight; a split with as many images as its
+    table counts takes every size exactly that often, in a seeded order.
+    """
     out = Path(out)
     bench_images = bench_images if bench_images is not None else max(4, images // 4)
     train_dir, val_dir = out / "train" / "images", out / "val" / "images"
@@ -410,8 +417,9 @@ def synthesize(out: str | Path, images: int = 200, bench_images: int | None = No
     val_dir.mkdir(parents=True, exist_ok=True)
     subsets: dict[str, list[dict]] = {k: [] for k in TRAIN_SUBSETS}
     metadata = []
-    for i in range(images):
-        s = make_sample(seed, i, "train")
+    train_sizes = train_sizes or sizes
+    for i, size in enumerate(exact_sizes(seed, images, train_sizes, 5)):
+        s = make_sample(seed, i, "train", train_sizes, size)
         save_image(s, train_dir)
         rng = np.random.default_rng([seed, i, 2])
         for k, recs in train_records(s, rng).items():
@@ -428,14 +436,24 @@ def synthesize(out: str | Path, images: int = 200, bench_images: int | None = No
     write_json(qwen2 / "combined.json", combined)
     (qwen2 / "jsonl_stats.txt").write_text("".join(f"{TRAIN_SUBSETS[k][1]}: {len(v)}\n" for k, v in subsets.items()))
     write_json(out / "train" / "train_metadata.json", metadata)
-    write_bench(out, seed, bench_images, val_dir, progress)
+    write_bench(out, seed, bench_images, val_dir, progress, sizes)
     return out
 
 
-def write_bench(out: Path, seed: int, n: int, val_dir: Path, progress=None) -> None:
+def exact_sizes(seed: int, n: int, sizes, stream: int = 4) -> list[tuple[int, int] | None]:
+    """Per image, its size: a table's exact distribution in a seeded order when *n* is its count, else None
+    (each image draws its own)."""
+    if isinstance(sizes, dict) and n == sum(sizes.values()):
+        exact = sizes_in_order(sizes)
+        order = np.random.default_rng([seed, stream]).permutation(n)
+        return [exact[k] for k in order]
+    return [None] * n
+
+
+def write_bench(out: Path, seed: int, n: int, val_dir: Path, progress=None, sizes=SMALL_SIZES) -> None:
     mcq, reg, bench, meta = [], [], [], []
-    for i in range(n):
-        s = make_sample(seed, i, "val")
+    for i, size in enumerate(exact_sizes(seed, n, sizes)):
+        s = make_sample(seed, i, "val", sizes, size)
         save_image(s, val_dir)
         rng = np.random.default_rng([seed, i, 3])
         bench.append({"id": i, "image": s.name, "width": s.width, "height": s.height})

@@ -25,26 +25,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from .. import prompts
+from ..images import ImageError, load_image
 from .tasks import Request
 
 EOS = "<|im_end|>"
-
-
-class ImageError(Exception):
-    pass
-
-
-def load_image(path: Path):
-    """The request's image as RGB, or ImageError with the reason."""
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as im:
-            return im.convert("RGB")
-    except FileNotFoundError:
-        raise ImageError(f"image not found: {path}") from None
-    except (UnidentifiedImageError, OSError) as e:
-        raise ImageError(f"image unreadable: {path} ({type(e).__name__})") from None
 
 
 def model_fingerprint(model: str, adapter: str | None = None) -> str:
@@ -191,7 +175,9 @@ class HFBackend(LocalModelBackend):
                                     padding=True, return_tensors="pt", **kwargs).to(self.device)
             with torch.no_grad():
                 if reqs[0].max_new_tokens == 0:
-                    logits = self.model(**inputs).logits[:, -1, :].float()
+                    # The last position only: logits for every position of a batch of 12-megapixel images
+                    # (152K vocabulary) took 79 GB.
+                    logits = self.model(**inputs, logits_to_keep=1).logits[:, -1, :].float()
                     for (i, _, _), row in zip(batch, logits):
                         probs = _softmax([row[t].item() for t in self.level_ids])
                         outputs[i] = {"probs": dict(zip(prompts.SCORING_LEVEL_TOKENS, probs))}
@@ -288,13 +274,31 @@ class VLLMBackend(LocalModelBackend):
         return SamplingParams(temperature=0.0, max_tokens=n, skip_special_tokens=False,
                               spaces_between_special_tokens=False, **fixed)
 
+    def _generate(self, items: list[dict], params: list) -> list:
+        """``LLM.generate`` of *items*; a request vLLM refuses (a prompt longer than the model) becomes its error
+        text, and the others still run. vLLM refuses a whole call for one bad request (and withdraws the ones it
+        had added), so a refused call is split in halves until the refused requests stand alone."""
+        try:
+            from vllm.exceptions import VLLMValidationError
+        except ImportError:  # older vLLM raised ValueError
+            VLLMValidationError = ValueError
+        try:
+            return self.llm.generate(items, params, lora_request=self.lora, use_tqdm=False)
+        except (VLLMValidationError, ValueError) as e:
+            if len(items) == 1:
+                return [f"refused by vLLM: {e}"]
+            half = len(items) // 2
+            return self._generate(items[:half], params[:half]) + self._generate(items[half:], params[half:])
+
     def run(self, requests: list[Request]) -> list[dict]:
         ok, outputs = _with_images(requests)
         if not ok:
             return outputs
-        results = self.llm.generate([self.inputs(r, im) for _, r, im in ok], [self.sampling(r) for _, r, _ in ok],
-                                    lora_request=self.lora, use_tqdm=False)
+        results = self._generate([self.inputs(r, im) for _, r, im in ok], [self.sampling(r) for _, r, _ in ok])
         for (i, r, _), res in zip(ok, results):
+            if isinstance(res, str):
+                outputs[i] = {"error": f"{r.image.name}: {res}"}
+                continue
             out = res.outputs[0]
             if r.max_new_tokens == 0:
                 lp = out.logprobs[0]
