@@ -7,7 +7,7 @@ import pytest
 from vida_eval import prompts
 from vida_eval.cli import main
 from vida_eval.data.layout import TRAIN_SUBSETS, Release
-from vida_eval.data.prepare import iter_json_array
+from vida_eval.data.readers import ReadError, iter_json_array
 from vida_eval.data.synth import description_answer, detection_answer, region_answer, synthesize
 
 
@@ -70,15 +70,18 @@ def test_distortions_change_pixels_only_inside_their_box():
 
 # ----------------------------------------------------------------- oracle
 
-def oracle_predictions(release: Path) -> dict[str, list]:
-    """Answers to every bench question, written from the ground truth in the model's textual format."""
-    r = Release(release)
-    mcq = json.loads((r.bench_release / "mcq.json").read_text())
-    gt_mcq = {q["id"]: q for q in json.loads((r.bench_gt / "mcq.json").read_text())}
-    reg_q = json.loads((r.bench_release / "reg-p_ques.json").read_text())
-    reg_gt = {q["id"]: q for q in json.loads((r.bench_gt / "reg-p_bench.json").read_text())}
-    bench = json.loads((r.bench_release / "benchmark.json").read_text())
-    meta = {m["image"]: m for m in json.loads((r.bench_gt / "bench_metadata.json").read_text())}
+def oracle_predictions(release: Path, bench_gt: Path | None = None) -> dict[str, list]:
+    """Answers to every bench question, written from the ground truth in the model's textual format.
+
+    *release*: a release root, or with *bench_gt* a bench's release folder."""
+    if bench_gt is None:
+        release, bench_gt = Release(release).bench_release, Release(release).bench_gt
+    mcq = json.loads((release / "mcq.json").read_text())
+    gt_mcq = {q["id"]: q for q in json.loads((bench_gt / "mcq.json").read_text())}
+    reg_q = json.loads((release / "reg-p_ques.json").read_text())
+    reg_gt = {q["id"]: q for q in json.loads((bench_gt / "reg-p_bench.json").read_text())}
+    bench = json.loads((release / "benchmark.json").read_text())
+    meta = {m["image"]: m for m in json.loads((bench_gt / "bench_metadata.json").read_text())}
 
     perception = [dict(q, pred_ans=prompts.OPTION_LETTERS[q["candidates"].index(gt_mcq[q["id"]]["correct_ans"])]
                        + ".<|im_end|>") for q in mcq]
@@ -97,14 +100,14 @@ def oracle_predictions(release: Path) -> dict[str, list]:
     return {"perception": perception, "detection": detection, "region": region, "description": description}
 
 
-def run_parse_and_score(tmp: Path, release: Path, raw: dict[str, list]) -> dict:
+def run_parse_and_score(tmp: Path, release: Path, raw: dict[str, list], gt: Path | None = None) -> dict:
     pred = tmp / "pred"
     pred.mkdir(parents=True, exist_ok=True)
     for task, records in raw.items():
         (tmp / f"{task}_raw.json").write_text(json.dumps(records))
         assert main(["parse", "--task", task, str(tmp / f"{task}_raw.json"), str(pred / f"{task}.json")]) == 0
     out = tmp / "scores.json"
-    assert main(["score", "--pred", str(pred), "--gt", str(Release(release).bench_gt), "--out", str(out)]) == 0
+    assert main(["score", "--pred", str(pred), "--gt", str(gt or Release(release).bench_gt), "--out", str(out)]) == 0
     return json.loads(out.read_text())
 
 
@@ -195,7 +198,7 @@ def test_combined_json_is_streamed_with_line_numbers(tmp_path):
     assert all(text[line - 1].strip() == "{" for line, _ in got)
     path.write_text(json.dumps(records[:3], indent=2).replace('"id": 2', '"id": 2,,'))
     *ok, (line, err) = list(iter_json_array(path, chunk=64))
-    assert len(ok) == 2 and isinstance(err, json.JSONDecodeError)
+    assert len(ok) == 2 and isinstance(err, ReadError) and err.kind == "JSON syntax"
 
 
 def test_check_on_missing_release_exits_2(tmp_path, capsys):

@@ -232,10 +232,11 @@ def test_merged_model_is_the_peft_merge_made_once(bench, tmp_path):
 
     model, _ = bench
     adapter = make_adapter(model, tmp_path / "recipe", RECIPE_TARGETS, ["merger"])
-    (tmp_path / "merged.tmp").mkdir()  # an interrupted merge's leftovers
-    (tmp_path / "merged.tmp" / "config.json").write_text("{}")
+    leftover = tmp_path / ".merged.k1ll3d.tmp"  # the temporary folder of a merge killed with -9
+    leftover.mkdir()
+    (leftover / "config.json").write_text("{}")
     out = merged_model(str(model), str(adapter), tmp_path / "merged")
-    assert not (tmp_path / "merged.tmp").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["merged", "recipe"]
     ours = Qwen2VLForConditionalGeneration.from_pretrained(out, dtype=torch.float32).state_dict()
     reference = PeftModel.from_pretrained(Qwen2VLForConditionalGeneration.from_pretrained(model, dtype=torch.float32),
                                           adapter).merge_and_unload().state_dict()

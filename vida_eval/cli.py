@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
 
-from .records import InputError, read_ground_truth, read_json_list, read_predictions, write_json
+from .cli_args import Parser, existing_dir, existing_file, existing_path, output_file
+from .files import write_json
+from .records import InputError, read_ground_truth, read_json_list, read_predictions
 
 EXIT_UNUSABLE = 2
 
@@ -122,24 +125,26 @@ def cmd_submit(args) -> int:
 # -------------------------------------------------------------------- main
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="vida-eval", description="ViDA-Bench parsing, scoring, data and evaluation.")
+    p = Parser(prog="vida-eval", description="ViDA-Bench parsing, scoring, data and evaluation.")
     sub = p.add_subparsers(dest="command", required=True)
 
     sp = sub.add_parser("parse", help="add parsed fields to a prediction file with raw pred_ans")
     sp.add_argument("--task", required=True, choices=("perception", "grounding", "description"))
-    sp.add_argument("input")
-    sp.add_argument("output")
+    sp.add_argument("input", type=existing_file)
+    sp.add_argument("output", type=output_file)
     sp.set_defaults(func=cmd_parse)
 
     sp = sub.add_parser("score", help="score a prediction folder or submission zip like the official scorer")
-    sp.add_argument("--pred", required=True, help="folder or .zip with perception/grounding/description/scoring.json")
-    sp.add_argument("--gt", required=True, help="folder with mcq.json, reg-p_bench.json, bench_metadata.json")
-    sp.add_argument("--out", help="write the scores as JSON here")
+    sp.add_argument("--pred", required=True, type=existing_path,
+                    help="folder or .zip with perception/grounding/description/scoring.json")
+    sp.add_argument("--gt", required=True, type=existing_dir,
+                    help="folder with mcq.json, reg-p_bench.json, bench_metadata.json")
+    sp.add_argument("--out", type=output_file, help="write the scores as JSON here")
     sp.set_defaults(func=cmd_score)
 
     sp = sub.add_parser("submit", help="validate prediction files and write submission.zip")
-    sp.add_argument("--pred", required=True, help="folder (or zip) with the prediction files")
-    sp.add_argument("--out", required=True, help="the zip to write")
+    sp.add_argument("--pred", required=True, type=existing_path, help="folder (or zip) with the prediction files")
+    sp.add_argument("--out", required=True, type=output_file, help="the zip to write")
     sp.add_argument("--force", action="store_true", help="write the zip even when a metric would be zeroed")
     sp.set_defaults(func=cmd_submit)
 
@@ -156,7 +161,12 @@ def _extensions():
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+    """Run one command. Exit 0: done (diagnostics printed, if any); 1: done, and what it checked failed;
+    2: an input or option that cannot be used, named on one line; 130: interrupted."""
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as e:  # argparse: --help (0) or a bad option (2), its message already printed
+        return e.code if isinstance(e.code, int) else EXIT_UNUSABLE
     try:
         return args.func(args)
     except InputError as e:
@@ -167,6 +177,16 @@ def main(argv=None) -> int:
         return 130
     except BrokenPipeError:
         return 0
+    except OSError as e:  # the file system refused a read or write the checks could not foresee
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"error: {where}{e.strerror or e}", file=sys.stderr)
+        return EXIT_UNUSABLE
+    except Exception as e:
+        if os.environ.get("VIDA_EVAL_TRACEBACK"):
+            raise
+        print(f"error: {type(e).__name__}: {e} (an unforeseen failure of vida-eval {args.command}; "
+              "VIDA_EVAL_TRACEBACK=1 shows where)", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ Each module registers its own parser; heavy imports stay inside the commands.
 from . import tiny_model
 from .data import cli as data_cli
 from .infer import cli as infer_cli
+from .infer import sweep
 from .train import preflight
 
-REGISTER: list = [data_cli.register, tiny_model.register, infer_cli.register, preflight.register]
+REGISTER: list = [data_cli.register, tiny_model.register, infer_cli.register, sweep.register, preflight.register]

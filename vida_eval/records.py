@@ -9,34 +9,67 @@ from pathlib import Path, PurePosixPath
 PREDICTION_FILES = ("perception.json", "grounding.json", "description.json", "scoring.json")
 SUBMISSION_FILES = ("perception.json", "grounding.json", "description.json")
 GT_FILES = ("mcq.json", "reg-p_bench.json", "bench_metadata.json")
+# A prediction file for ViDA-Bench is a few MB; a member that unpacks to more is refused before it is read.
+MAX_MEMBER_BYTES = 256 << 20
 
 
 class InputError(Exception):
     """An input that cannot be used at all; the message names the file."""
 
 
-def parse_json_list(text: bytes | str, name: str) -> list:
-    """A JSON document that must be a list of records."""
+def parse_json(text: bytes | str, name: str):
+    """A JSON document; InputError naming *name* when it is not one."""
     try:
-        data = json.loads(text)
+        return json.loads(text)
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise InputError(f"{name}: not valid JSON ({e})") from None
+    except RecursionError:
+        raise InputError(f"{name}: JSON nested too deeply to read") from None
+
+
+def parse_json_list(text: bytes | str, name: str) -> list:
+    """A JSON document that must be a list of records."""
+    data = parse_json(text, name)
     if not isinstance(data, list):
         raise InputError(f"{name}: expected a JSON list of records, found {type(data).__name__}")
     return data
 
 
-def read_json_list(path: Path) -> list:
+def read_json(path: Path):
     try:
         raw = Path(path).read_bytes()
     except OSError as e:
         raise InputError(f"{path}: cannot read ({e.strerror or e})") from None
-    return parse_json_list(raw, str(path))
+    return parse_json(raw, str(path))
+
+
+def read_json_list(path: Path) -> list:
+    data = read_json(path)
+    if not isinstance(data, list):
+        raise InputError(f"{path}: expected a JSON list of records, found {type(data).__name__}")
+    return data
 
 
 def _safe_member(name: str) -> bool:
     p = PurePosixPath(name.replace("\\", "/"))
     return not p.is_absolute() and ".." not in p.parts and not (p.parts and p.parts[0].endswith(":"))
+
+
+def _read_member(zf: zipfile.ZipFile, member: zipfile.ZipInfo, where: str) -> list:
+    """A member's records, its size capped (a member's declared size can lie, so the read itself is capped)."""
+    if member.file_size > MAX_MEMBER_BYTES:
+        raise InputError(f"{where}: {member.file_size} bytes unpacked, over the {MAX_MEMBER_BYTES} a prediction "
+                         "file may have")
+    if member.flag_bits & 0x1:
+        raise InputError(f"{where}: encrypted; the scorer reads plain zip members only")
+    try:
+        with zf.open(member) as f:
+            raw = f.read(MAX_MEMBER_BYTES + 1)
+    except (RuntimeError, NotImplementedError, zipfile.BadZipFile, EOFError, OSError) as e:
+        raise InputError(f"{where}: cannot unpack ({e})") from None
+    if len(raw) > MAX_MEMBER_BYTES:
+        raise InputError(f"{where}: over {MAX_MEMBER_BYTES} bytes unpacked")
+    return parse_json_list(raw, where)
 
 
 def read_predictions(path: str | Path, names=PREDICTION_FILES) -> tuple[dict[str, list], list[str]]:
@@ -65,14 +98,19 @@ def read_predictions(path: str | Path, names=PREDICTION_FILES) -> tuple[dict[str
                     at_root = [m for m in members if m.filename == name]
                     nested = [m for m in members if PurePosixPath(m.filename).name == name and m.filename != name]
                     if at_root:
-                        found[name] = parse_json_list(zf.read(at_root[0]), f"{path}:{name}")
+                        # Unpacking keeps the last of several members with one name: the file a grader reads.
+                        member = at_root[-1]
+                        if len(at_root) > 1:
+                            notes.append(f"{path}: {len(at_root)} members named {name}; the last is read, as "
+                                         "unzip and extraction keep it")
                     elif nested:
-                        notes.append(
-                            f"{path}: {nested[0].filename} is not at the archive root; "
-                            "the official scorer only reads files at the root"
-                        )
-                        found[name] = parse_json_list(zf.read(nested[0]), f"{path}:{nested[0].filename}")
-        except zipfile.BadZipFile as e:
+                        member = nested[0]
+                        notes.append(f"{path}: {member.filename} is not at the archive root; "
+                                     "the official scorer only reads files at the root")
+                    else:
+                        continue
+                    found[name] = _read_member(zf, member, f"{path}:{member.filename}")
+        except (zipfile.BadZipFile, EOFError) as e:
             raise InputError(f"{path}: broken zip archive ({e})") from None
     else:
         raise InputError(f"{path}: no such file or folder")
@@ -92,12 +130,3 @@ def read_ground_truth(folder: str | Path, needed=GT_FILES) -> dict[str, list]:
             raise InputError(f"{folder / name}: ground-truth file is missing")
         out[name] = read_json_list(folder / name)
     return out
-
-
-def write_json(path: str | Path, data, indent: int | None = 2) -> None:
-    """Write JSON atomically (a temporary file renamed over the target)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=indent, ensure_ascii=False) + "\n", encoding="utf-8")
-    tmp.replace(path)

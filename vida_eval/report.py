@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-import json
+import math
 from pathlib import Path
 
 import numpy as np
 
 from . import metrics
+from .files import atomic_write, write_text
 from .metrics.detection import by_class
+from .records import read_json_list
 from .vocab import QUALITY_LEVELS
 
 
@@ -26,6 +28,17 @@ def pr_curves(gt: dict, pred: dict) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     return curves
 
 
+def _save(fig, path: Path) -> None:
+    with atomic_write(path, "wb") as f:
+        fig.savefig(f, format=path.suffix[1:], dpi=110)
+
+
+def _by_image(meta: list | None, key: str) -> dict:
+    """{image: record[key]} of the metadata records that have both (the scorer reports the others)."""
+    return {m["image"]: m[key] for m in meta or [] if isinstance(m, dict) and isinstance(m.get("image"), str)
+            and key in m}
+
+
 def write_report(run: Path, gt_dir: Path | None, report=None) -> list[Path]:
     """PNG plots and summary.md in *run* from a scoring Report (None without ground truth); returns the files."""
     import matplotlib
@@ -35,9 +48,9 @@ def write_report(run: Path, gt_dir: Path | None, report=None) -> list[Path]:
 
     written: list[Path] = []
     scores = report.to_dict() if report is not None else None
-    load = lambda name: json.loads((run / name).read_text()) if (run / name).is_file() else None  # noqa: E731
-    description, scoring = load("description.json"), load("scoring.json")
-    meta = json.loads((gt_dir / "bench_metadata.json").read_text()) if gt_dir is not None else None
+    load = lambda path: read_json_list(path) if path.is_file() else None
+    description, scoring = load(run / "description.json"), load(run / "scoring.json")
+    meta = load(gt_dir / "bench_metadata.json") if gt_dir is not None else None
 
     if scores and scores.get("per_class_ap"):
         per = scores["per_class_ap"]
@@ -50,7 +63,7 @@ def write_report(run: Path, gt_dir: Path | None, report=None) -> list[Path]:
             ax.set_xlabel("AP")
         fig.tight_layout()
         written.append(run / "per_class_ap.png")
-        fig.savefig(written[-1], dpi=110)
+        _save(fig, written[-1])
         plt.close(fig)
 
     results = report.results if report is not None else {}
@@ -66,18 +79,19 @@ def write_report(run: Path, gt_dir: Path | None, report=None) -> list[Path]:
             ax.set_xlabel("recall")
             ax.set_ylabel("precision")
             ax.set_title(f"{title} precision-recall")
-            ax.legend(fontsize=7, loc="lower left")
+            if ax.lines:
+                ax.legend(fontsize=7, loc="lower left")
         fig.tight_layout()
         written.append(run / "precision_recall.png")
-        fig.savefig(written[-1], dpi=110)
+        _save(fig, written[-1])
         plt.close(fig)
 
     if meta is not None and description:
         levels = list(QUALITY_LEVELS) + ["unknown"]
-        truth = {m["image"]: m["level"] for m in meta}
+        truth = _by_image(meta, "level")
         cm = np.zeros((5, 6), dtype=int)
         for r in description:
-            if r.get("image") in truth and truth[r["image"]] in QUALITY_LEVELS:
+            if isinstance(r, dict) and isinstance(r.get("image"), str) and truth.get(r["image"]) in QUALITY_LEVELS:
                 p = r.get("image_quality")
                 cm[QUALITY_LEVELS.index(truth[r["image"]]), levels.index(p) if p in levels else 5] += 1
         fig, ax = plt.subplots(figsize=(6, 4.5))
@@ -92,13 +106,14 @@ def write_report(run: Path, gt_dir: Path | None, report=None) -> list[Path]:
         ax.set_title("Image quality level")
         fig.tight_layout()
         written.append(run / "quality_confusion.png")
-        fig.savefig(written[-1], dpi=110)
+        _save(fig, written[-1])
         plt.close(fig)
 
     if meta is not None and scoring:
-        truth = {m["image"]: m["mos"] for m in meta}
+        truth = _by_image(meta, "mos")
         pairs = [(truth[r["image"]], r["pred_mos"]) for r in scoring
-                 if r.get("image") in truth and isinstance(r.get("pred_mos"), (int, float))]
+                 if isinstance(r, dict) and isinstance(r.get("image"), str) and r["image"] in truth
+                 and all(isinstance(v, (int, float)) and math.isfinite(v) for v in (truth[r["image"]], r["pred_mos"]))]
         if pairs:
             fig, ax = plt.subplots(figsize=(5, 5))
             t, p = zip(*pairs)
@@ -110,7 +125,7 @@ def write_report(run: Path, gt_dir: Path | None, report=None) -> list[Path]:
             ax.set_title(f"MOS: SRCC {corr.get('SRCC', float('nan')):.3f}, PLCC {corr.get('PLCC', float('nan')):.3f}")
             fig.tight_layout()
             written.append(run / "mos_scatter.png")
-            fig.savefig(written[-1], dpi=110)
+            _save(fig, written[-1])
             plt.close(fig)
 
     lines = [f"# Evaluation: {run.name}", ""]
@@ -126,5 +141,5 @@ def write_report(run: Path, gt_dir: Path | None, report=None) -> list[Path]:
         lines.append("No ground truth: predictions and submission only.")
     lines += ["", *[f"![{p.stem}]({p.name})" for p in written]]
     written.append(run / "summary.md")
-    written[-1].write_text("\n".join(lines) + "\n")
+    write_text(written[-1], "\n".join(lines) + "\n")
     return written

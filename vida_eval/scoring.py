@@ -256,6 +256,9 @@ def _collect_boxes(records, c: _Collector, *, list_field, normalize, select=None
             if not isinstance(coords, list) or not all(_is_number(v) for v in coords):
                 suspect.append((i, rid, image, label, coords))
                 continue
+            if not all(math.isfinite(v) for v in coords):
+                # Scored as the official IoU computes it (NaN matches nothing), and said.
+                c.warn(f"{list_field}[{k}] coordinates {coords!r} hold a value that is not a finite number", i, rid)
             boxes[image].append((coords, label))
     return boxes, suspect
 
@@ -352,8 +355,16 @@ def key_distortion_accuracy(pred: list, meta_gt: list, file="description.json") 
         if not gd:
             continue
         if image not in gt_keys:
+            if not isinstance(gd, list) or not all(isinstance(d, dict) for d in gd):
+                # The official reading calls .get on each ground-truth distortion, and so raises.
+                c.items.append(Diagnostic("zeroes", "bench_metadata.json", f"distortions of image {image!r} are "
+                                          "not a list of objects", c.metric, None, g.get("id")))
+                gt_keys[image] = None
+                continue
             scored = [(d.get("distortion"), d.get("coordinates"), d.get("significance_score", 0)) for d in gd]
             gt_keys[image] = scored
+        if gt_keys[image] is None:
+            continue
         top = max(s for _, _, s in gt_keys[image])
         top_names = {normalize_distortion_name(n) for n, _, s in gt_keys[image] if s == top}
         if not _iterable_list(keys, c, "key_distortions", i, rid):
@@ -374,6 +385,8 @@ def key_distortion_accuracy(pred: list, meta_gt: list, file="description.json") 
                     c.warn(f"key_distortions[{k}] coordinates {box!r} are not a box (never compared)", i, rid)
             pairs.append((key["distortion"], box[:4] if usable else None))
         pred_args.append((image, pairs))
+    gt_keys = {k: v for k, v in gt_keys.items() if v is not None}
+    pred_args = [(image, pairs) for image, pairs in pred_args if image in gt_keys]
     value, correct, total = metrics.key_distortion_accuracy(pred_args, gt_keys)
     if total == 0:
         c.warn("no key distortion predicted for an image with ground-truth distortions: the accuracy is 0")
@@ -419,6 +432,9 @@ def correlation(pred: list, meta_gt: list, file="scoring.json") -> MetricResult:
     except (TypeError, KeyError, ValueError) as e:
         c.zeroes(f"records cannot be read as (id, pred_mos): {e!r}")
         return c.result(0.0)
+    for r, v in zip(ps, x):
+        if not math.isfinite(v):
+            c.warn(f"pred_mos {v!r} is not a finite number: the correlations become NaN or meaningless", None, _rid(r))
     n = min(len(x), len(y))
     if n < 2:
         c.zeroes("fewer than two scores")

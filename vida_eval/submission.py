@@ -6,6 +6,7 @@ import json
 import zipfile
 from pathlib import Path
 
+from .files import atomic_write
 from .parsing import parse_choice
 from .prompts import DETECTION_QUESTION
 from .records import SUBMISSION_FILES
@@ -110,13 +111,10 @@ def _check_choice(r: dict, i: int, name: str, out: list) -> None:
 
 
 def write_submission(files: dict[str, list], out: str | Path) -> Path:
-    """A zip with the submission files at its root."""
+    """A zip with the submission files at its root, written atomically."""
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+    with atomic_write(out, "wb") as f, zipfile.ZipFile(f, "w", compression=zipfile.ZIP_DEFLATED) as zf:
         for name in SUBMISSION_FILES:
             if name in files:
                 zf.writestr(name, json.dumps(files[name], ensure_ascii=False, indent=2))
-    tmp.replace(out)
     return out

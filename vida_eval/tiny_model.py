@@ -190,14 +190,16 @@ PRESETS = {"tiny": TinySpec(), "small": SMALL}
 
 
 def register(sub) -> None:
+    from .cli_args import output_dir, positive_int
+
     sp = sub.add_parser("tiny-model", help="build a tiny random Qwen2-VL with the real tokenizer and processor")
-    sp.add_argument("out")
+    sp.add_argument("out", type=output_dir)
     sp.add_argument("--preset", choices=sorted(PRESETS), default="tiny",
                     help="tiny: ~10M parameters for CPU tests; small: ~45M for the GPU learning proof")
     sp.add_argument("--seed", type=int, default=0)
-    sp.add_argument("--hidden-size", type=int, help="override the preset's language-model width")
-    sp.add_argument("--layers", type=int, help="override the preset's language-model depth")
-    sp.add_argument("--max-pixels", type=int, help="override the preset's image processor max_pixels")
+    sp.add_argument("--hidden-size", type=positive_int, help="override the preset's language-model width")
+    sp.add_argument("--layers", type=positive_int, help="override the preset's language-model depth")
+    sp.add_argument("--max-pixels", type=positive_int, help="override the preset's image processor max_pixels")
 
     def run(args) -> int:
         spec = replace(PRESETS[args.preset], seed=args.seed)

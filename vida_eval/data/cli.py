@@ -42,20 +42,27 @@ def _file_bar(path: Path):
 
 def _print_summary(summary: dict) -> int:
     from .image_check import frame_warnings
+    from .prepare import SUMMARY_KEYS
 
     recipe = summary.get("recipe")
     if recipe:
         print(f"lengths by {recipe['file']} (cutoff_len {recipe['cutoff_len']}, template {recipe['template']}, "
               f"image pixels {recipe['image_pixels'][0]}..{recipe['image_pixels'][1]}; {recipe['tokenizer']})")
     tokens = " tokens p50 / p99 / max" if recipe else ""
-    print(f"{'dataset':<24}{'kept':>9}{'repaired':>10}{'rejected':>10}{tokens}")
+    held = summary.get("holdout")
+    if held:
+        print(f"held out: the {held['images']} images of {held['file']}")
+    print(f"{'dataset':<24}{'kept':>9}{'repaired':>10}{'rejected':>10}{'held out':>10}{tokens}")
     rejected = 0
     for name, r in summary.items():
-        if name in ("images", "recipe"):
+        if name in SUMMARY_KEYS:
+            continue
+        if r.get("missing"):
+            print(f"{name:<24}  MISSING: {r['missing']}")
             continue
         t = r.get("tokens")
         lengths = f"   {t['p50']:>6} / {t['p99']:>6} / {t['max']:>6}" if t else ""
-        print(f"{name:<24}{r['kept']:>9}{r['repaired']:>10}{r['rejected']:>10}{lengths}")
+        print(f"{name:<24}{r['kept']:>9}{r['repaired']:>10}{r['rejected']:>10}{r['held_out']:>10}{lengths}")
         for reason, n in list(r["rejections"].items())[:5]:
             print(f"    rejected {n:>6}: {reason}")
         for what, n in list(r["repairs"].items())[:5]:
@@ -67,6 +74,8 @@ def _print_summary(summary: dict) -> int:
         rejected += r["rejected"]
     for line in frame_warnings(summary["images"]):
         print(f"images: {line}")
+    for path in summary.get("removed", []):
+        print(f"removed {path}: left by an earlier preparation, for a file this release lacks")
     return rejected
 
 
@@ -79,49 +88,99 @@ def _recipe(args):
 
 
 def cmd_check(args) -> int:
-    from .prepare import check_bench, prepare
+    from .bench_check import check_bench
+    from .prepare import prepare
 
-    try:
-        summary = prepare(args.path, None, verify_images=not args.no_verify, progress_factory=_file_bar,
-                          recipe=_recipe(args))
-    except FileNotFoundError as e:
-        raise InputError(str(e)) from None
+    summary = prepare(args.path, None, verify_images=not args.no_verify, progress_factory=_file_bar,
+                      recipe=_recipe(args), exclude=args.exclude)
     rejected = _print_summary(summary)
+    lost = _print_losses(summary)
+    leaks = _print_leaks(args)
     problems = check_bench(args.path)
     for p in problems[:50]:
         print(f"bench: {p}", file=sys.stderr)
     if len(problems) > 50:
         print(f"bench: ... {len(problems) - 50} more", file=sys.stderr)
-    print(f"{rejected} records would be rejected; {len(problems)} bench problems")
-    return 1 if rejected or problems else 0
+    print(f"{rejected} records would be rejected; {lost} training files missing or not read to the end; "
+          f"{len(problems)} bench problems" + (f"; {leaks} prepared records about held-out images" if args.prepared
+                                               else ""))
+    return 1 if rejected or lost or problems or leaks else 0
+
+
+def _print_leaks(args) -> int:
+    """With --prepared and --exclude: the prepared records about held-out images (stderr); returns how many."""
+    if not args.prepared:
+        return 0
+    if not args.exclude:
+        raise InputError("--prepared needs --exclude HOLDOUT.json: the images that must not be in training")
+    from .holdout import held_out_images, leaks
+
+    found = leaks(args.prepared, held_out_images(args.exclude))
+    for file, n, example in found:
+        print(f"ERROR: {file}: {n} records about held-out images (e.g. {example})", file=sys.stderr)
+    return sum(n for _, n, _ in found)
+
+
+def _print_losses(summary: dict) -> int:
+    """Print what would lose whole files or their tails (stderr); returns how many."""
+    from .prepare import problems_of
+
+    lost = problems_of(summary)
+    for line in lost:
+        print(f"ERROR: {line}", file=sys.stderr)
+    return len(lost)
 
 
 def cmd_prepare(args) -> int:
     from .prepare import prepare
 
-    try:
-        summary = prepare(args.release, args.out, verify_images=not args.no_verify, progress_factory=_file_bar,
-                          recipe=_recipe(args))
-    except FileNotFoundError as e:
-        raise InputError(str(e)) from None
+    summary = prepare(args.release, args.out, verify_images=not args.no_verify, progress_factory=_file_bar,
+                      recipe=_recipe(args), exclude=args.exclude)
     _print_summary(summary)
+    lost = _print_losses(summary)
     print(f"LLaMA-Factory files in {args.out}; report {Path(args.out) / 'prepare_report.json'}; "
           f"rejects (with file, line and reason) in {Path(args.out) / 'rejects'}")
-    return 0
+    if lost:
+        print(f"{lost} training files missing or not read to the end: their records are not in {args.out}",
+              file=sys.stderr)
+    return 1 if lost else 0
 
 
+EXCLUDE_HELP = "a holdout.json of vida-eval data holdout (or its bench folder): leave its images out of training"
 RECIPE_HELP = ("a LLaMA-Factory training YAML: count each record's tokens as it will encode them and reject "
                "records over its cutoff_len")
 
 
+def cmd_holdout(args) -> int:
+    from .holdout import HOLDOUT_FILE, carve
+
+    carved = carve(args.release, args.images, args.out, seed=args.seed)
+    print(f"{'stratum':<40}{'release':>9}{'holdout':>9}")
+    for group in ("level", "distortion"):
+        for key, (full, held) in carved.strata[group].items():
+            print(f"{group + ' ' + key:<40}{full:>9}{held:>9}")
+    for r in carved.rejected[:20]:
+        where = f"{r['file']}:{r['line']}" if "line" in r else f"{r['file']} record {r.get('record', r.get('image'))}"
+        print(f"rejected: {where}: {r['reason']}", file=sys.stderr)
+    if len(carved.rejected) > 20:
+        print(f"rejected: ... {len(carved.rejected) - 20} more (all in {Path(args.out) / HOLDOUT_FILE})", file=sys.stderr)
+    c = carved.counts
+    print(f"local bench in {args.out}: {c['images']} images, {c['mcq']} MCQs, {c['region_questions']} region "
+          f"questions; {c['rejected']} records rejected. Train without it: vida-eval data prepare ... "
+          f"--exclude {Path(args.out) / HOLDOUT_FILE}")
+    return 0
+
+
 def register(sub) -> None:
+    from ..cli_args import existing_dir, existing_file, existing_path, non_negative_int, output_dir, positive_int
+
     p = sub.add_parser("data", help="synthesize, check and prepare ViDA data")
     dsub = p.add_subparsers(dest="data_command", required=True)
 
     sp = dsub.add_parser("synth", help="write a synthetic mini-ViDA release")
-    sp.add_argument("out")
-    sp.add_argument("--images", type=int, default=200, help="training images")
-    sp.add_argument("--bench-images", type=int, default=None, help="bench images (default: images / 4)")
+    sp.add_argument("out", type=output_dir)
+    sp.add_argument("--images", type=non_negative_int, default=200, help="training images")
+    sp.add_argument("--bench-images", type=non_negative_int, default=None, help="bench images (default: images / 4)")
     sp.add_argument("--seed", type=int, default=0)
     sp.add_argument("--sizes", default="small",
                     help="image sizes: small (at most 640 px), vida-bench (the real bench's sizes; a bench of 476 "
@@ -130,17 +189,28 @@ def register(sub) -> None:
     sp.set_defaults(func=cmd_synth)
 
     sp = dsub.add_parser("check", help="validate a ViDA release without writing anything")
-    sp.add_argument("path")
+    sp.add_argument("path", type=existing_dir)
     sp.add_argument("--no-verify", action="store_true", help="check that images exist without decoding them")
-    sp.add_argument("--recipe", help=RECIPE_HELP)
+    sp.add_argument("--recipe", type=existing_file, help=RECIPE_HELP)
+    sp.add_argument("--exclude", type=existing_path, help=EXCLUDE_HELP)
+    sp.add_argument("--prepared", type=existing_dir,
+                    help="a prepared folder (data prepare --out) to search for records about --exclude's images")
     sp.set_defaults(func=cmd_check)
 
     sp = dsub.add_parser("prepare", help="validate a release and write LLaMA-Factory datasets")
-    sp.add_argument("--release", required=True, help="the release root (holding train/ and val/)")
-    sp.add_argument("--out", default="data/vida", help="output folder inside the dataset_dir (default data/vida)")
+    sp.add_argument("--release", required=True, type=existing_dir, help="the release root (holding train/ and val/)")
+    sp.add_argument("--out", default="data/vida", type=output_dir, help="output folder inside the dataset_dir (default data/vida)")
     sp.add_argument("--no-verify", action="store_true", help="check that images exist without decoding them")
-    sp.add_argument("--recipe", help=RECIPE_HELP)
+    sp.add_argument("--recipe", type=existing_file, help=RECIPE_HELP)
+    sp.add_argument("--exclude", type=existing_path, help=EXCLUDE_HELP)
     sp.set_defaults(func=cmd_prepare)
+
+    sp = dsub.add_parser("holdout", help="carve a local ViDA-Bench, with ground truth, out of the training release")
+    sp.add_argument("--release", required=True, type=existing_dir, help="the release root (holding train/)")
+    sp.add_argument("--images", required=True, type=positive_int, help="training images to hold out")
+    sp.add_argument("--seed", type=int, default=0)
+    sp.add_argument("--out", required=True, type=output_dir, help="the bench folder to write")
+    sp.set_defaults(func=cmd_holdout)
 
 
 

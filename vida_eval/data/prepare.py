@@ -30,15 +30,22 @@ import os
 import random
 import re
 from collections import Counter
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..files import atomic_write, ensure_dir, write_json
 from ..parsing import BOX_END, BOX_START, REF_END, REF_START
 from ..prompts import DEFAULT_SYSTEM
+from ..records import InputError
 from ..vocab import canonical_distortion, canonical_severity
 from .image_check import ImageCheck, frame_report
-from .layout import TRAIN_SUBSETS, Release
+from .layout import Release
 from .readers import iter_json_array, iter_jsonl
+
+READ_ERROR_KINDS = ("JSON", "invalid UTF-8", "not a JSON list")
+# Keys of a prepare summary that are not datasets.
+SUMMARY_KEYS = ("images", "recipe", "removed", "holdout")
 
 ROLES = {"human": "human", "user": "human", "gpt": "gpt", "assistant": "gpt"}
 _BOX = re.compile(re.escape(BOX_START) + r"\(\s*(-?\d+)\s*,\s*(-?\d+)\s*\)\s*,\s*\(\s*(-?\d+)\s*,\s*(-?\d+)\s*\)"
@@ -56,6 +63,7 @@ class FileReport:
     kept: int = 0
     repaired: int = 0
     rejected: int = 0
+    held_out: int = 0  # well-formed records about a held-out bench image (--exclude), left out
     warnings: Counter = field(default_factory=Counter)
     repairs: Counter = field(default_factory=Counter)
     reasons: Counter = field(default_factory=Counter)
@@ -64,7 +72,7 @@ class FileReport:
     image_lengths: list[int] = field(default_factory=list)
 
     def to_dict(self) -> dict:
-        out = {"kept": self.kept, "repaired": self.repaired, "rejected": self.rejected,
+        out = {"kept": self.kept, "repaired": self.repaired, "rejected": self.rejected, "held_out": self.held_out,
                "repairs": dict(self.repairs), "rejections": dict(self.reasons), "warnings": dict(self.warnings),
                **({"fatal": self.fatal} if self.fatal else {})}
         if self.lengths:
@@ -112,8 +120,12 @@ def _unknown_names(text: str) -> list[str]:
     return out
 
 
-def check_record(rec: object, images: ImageCheck, seen_ids: Counter, report: FileReport) -> dict:
-    """A cleaned copy of a LLaVA-style record, or RecordError with the reason."""
+def check_record(rec: object, images: ImageCheck, seen_ids: Counter, report: FileReport,
+                 ids_elsewhere: dict[str, str] | None = None, dataset: str = "") -> dict:
+    """A cleaned copy of a LLaVA-style record, or RecordError with the reason.
+
+    *ids_elsewhere* maps the ids of the files read before to their dataset: an id seen there is a warning.
+    """
     if not isinstance(rec, dict):
         raise RecordError(f"record is {type(rec).__name__}, not an object")
     repairs: Counter = Counter()
@@ -160,6 +172,10 @@ def check_record(rec: object, images: ImageCheck, seen_ids: Counter, report: Fil
     rid = rec.get("id")
     rid = str(rid) if rid is not None else ""
     seen_ids[rid] += 1
+    if ids_elsewhere is not None:
+        first = ids_elsewhere.setdefault(rid, dataset)
+        if first != dataset:
+            report.warnings[f"id also used in {first}"] += 1
     if seen_ids[rid] > 1:
         rid = f"{rid}#dup{seen_ids[rid]}"
         repairs["duplicate id renamed"] += 1
@@ -183,12 +199,10 @@ def shuffle_lines(path: Path, seed: int = 0) -> None:
             offsets.append((pos, len(line)))
             pos += len(line)
     random.Random(seed).shuffle(offsets)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(path, "rb") as src, open(tmp, "wb") as dst:
+    with open(path, "rb") as src, atomic_write(path, "wb") as dst:
         for start, size in offsets:
             src.seek(start)
             dst.write(src.read(size))
-    os.replace(tmp, path)
 
 
 def _length_problem(cleaned: dict, images: ImageCheck, counter, report: FileReport) -> str | None:
@@ -204,26 +218,28 @@ def _length_problem(cleaned: dict, images: ImageCheck, counter, report: FileRepo
 
 
 def process_file(path: Path, reader, images: ImageCheck, image_prefix: str, out_file: Path | None,
-                 rejects_file: Path | None, progress=None, counter=None) -> FileReport:
+                 rejects_file: Path | None, progress=None, counter=None, ids_elsewhere=None,
+                 name: str = "", exclude: set[str] | frozenset = frozenset()) -> FileReport:
+    """Check every record of *path*; kept ones go to *out_file*, rejected ones (with line and reason) to
+    *rejects_file*, each written atomically. A stale rejects file of an earlier run is removed."""
     report = FileReport()
     seen: Counter = Counter()
-    out = open(out_file, "w", encoding="utf-8") if out_file else None
-    rej = None
-    try:
+    with ExitStack() as stack:
+        out = stack.enter_context(atomic_write(out_file)) if out_file else None
+        rej = None
         for line, rec in reader(path):
             if progress:
                 progress(1)
             if isinstance(rec, Exception):
-                reason = f"JSON syntax: {rec.msg if isinstance(rec, json.JSONDecodeError) else rec}"
+                reason, record, cleaned = str(rec), None, None
                 if reader is iter_json_array:
                     report.fatal = f"{path}:{line}: {reason}; the rest of the file cannot be read"
                     report.reasons["unreadable rest of file"] += 1
                     break
-                record, cleaned = None, None
             else:
                 record = rec
                 try:
-                    cleaned = check_record(rec, images, seen, report)
+                    cleaned = check_record(rec, images, seen, report, ids_elsewhere, name)
                     reason = _length_problem(cleaned, images, counter, report) if counter else None
                 except RecordError as e:
                     cleaned, reason = None, str(e)
@@ -234,41 +250,42 @@ def process_file(path: Path, reader, images: ImageCheck, image_prefix: str, out_
                 report.reasons[_reason_class(reason)] += 1
                 if rejects_file:
                     if rej is None:
-                        rejects_file.parent.mkdir(parents=True, exist_ok=True)
-                        rej = open(rejects_file, "w", encoding="utf-8")
+                        rej = stack.enter_context(atomic_write(rejects_file))
                     rej.write(json.dumps({"file": str(path), "line": line, "reason": reason, "record": record},
                                          ensure_ascii=False) + "\n")
+                continue
+            if exclude and any(n in exclude for n in cleaned["images"]):
+                report.held_out += 1
                 continue
             report.kept += 1
             if out:
                 cleaned["images"] = [f"{image_prefix}/{n}" for n in cleaned["images"]]
                 out.write(json.dumps(cleaned, ensure_ascii=False) + "\n")
-    finally:
-        if out:
-            out.close()
-        if rej:
-            rej.close()
+    if rejects_file and rej is None and rejects_file.exists():
+        rejects_file.unlink()
     return report
 
 
 def _reason_class(reason: str) -> str:
     """The rejection's class for the summary counts: the reason without its record-specific numbers."""
-    if reason.startswith("JSON"):
-        return reason.split(" (")[0].split(":")[0]
+    if reason.startswith(READ_ERROR_KINDS):
+        return reason.split(" (")[0]
     if "exceed cutoff_len" in reason:
         return "longer than cutoff_len" + reason.split("cutoff_len", 1)[1].split(":")[0]
     return reason
 
 
-def release_files(release: Release) -> list[tuple[str, Path]]:
-    """(registered name, path) of the release's training files that exist."""
-    files = [(name, release.subset_file(name)) for name in TRAIN_SUBSETS]
-    files.append(("vida_combined", release.combined))
-    return [(n, p) for n, p in files if p.is_file()]
+def _out_problem(release: Release, out: Path) -> str | None:
+    root, target = release.root.resolve(), out.resolve()
+    if target == root or root in target.parents:
+        return f"{out}: inside the release {release.root}; prepare into a folder outside it"
+    if out.is_dir() and (out / "images").exists() and not (out / "images").is_symlink():
+        return f"{out}: holds an 'images' folder of its own; prepare into another folder"
+    return None
 
 
 def prepare(release_root: str | Path, out: str | Path | None, verify_images: bool = True,
-            progress_factory=None, recipe=None) -> dict:
+            progress_factory=None, recipe=None, exclude: str | Path | None = None) -> dict:
     """Check every training file of a release; with *out*, write the LLaMA-Factory files there.
 
     *out* gets ``<name>.jsonl`` per registered dataset, an ``images`` link to
@@ -276,16 +293,29 @@ def prepare(release_root: str | Path, out: str | Path | None, verify_images: boo
     Image paths in the written records are relative to ``out``'s parent, the
     LLaMA-Factory ``dataset_dir``. With *recipe* (a ``train.recipe.Recipe``), records
     longer than its ``cutoff_len`` are rejected and each file's lengths summarised.
+    With *exclude* (a ``holdout.json`` of ``vida-eval data holdout``), records about its images are left out
+    and counted (``held_out``). A registered file that is missing is reported (``missing``) and no output is left for it;
+    the outputs of an earlier preparation into *out* are replaced, and those it would leave stale removed.
 
-    Returns {dataset name: its report, ..., "images": the frame report, "recipe": what lengths were counted with}.
+    Returns {dataset name: its report, ..., "images": the frame report, "recipe": what lengths were counted
+    with, "removed": stale files removed from *out*}.
+    InputError when the release cannot be read at all: no images folder, no training files, or ambiguous folders.
     """
     release = Release(release_root)
     if not release.train_images.is_dir():
-        raise FileNotFoundError(f"{release.train_images}: no training images folder in {release.root}")
-    files = release_files(release)
-    if not files:
-        raise FileNotFoundError(f"{release.qwen2}: no ViDA training files found")
+        raise InputError(f"{release.train_images}: no training images folder in {release.root}")
+    ambiguous = release.layout_problems()
+    if ambiguous:
+        raise InputError("; ".join(ambiguous))
+    files = release.training_files()
+    if all(f.problem for f in files):
+        raise InputError(f"{release.qwen2}: no ViDA training files found")
     images = ImageCheck(release.train_images, verify_images)
+    held = set()
+    if exclude is not None:
+        from .holdout import held_out_images
+
+        held = held_out_images(exclude)
     counter = None
     if recipe is not None:
         from ..train.lengths import LengthCounter
@@ -294,39 +324,74 @@ def prepare(release_root: str | Path, out: str | Path | None, verify_images: boo
     image_prefix = ""
     if out is not None:
         out = Path(out)
-        out.mkdir(parents=True, exist_ok=True)
+        problem = _out_problem(release, out)
+        if problem:
+            raise InputError(problem)
+        ensure_dir(out)
         link = out / "images"
         if link.is_symlink():
             link.unlink()
-        if not link.exists():
-            os.symlink(release.train_images.resolve(), link, target_is_directory=True)
+        os.symlink(release.train_images.resolve(), link, target_is_directory=True)
         image_prefix = f"{out.name}/images"
     summary = {}
-    for name, path in files:
+    ids_elsewhere: dict[str, str] = {}
+    for f in files:
+        name, path = f.name, f.path
+        if f.problem:
+            summary[name] = {"file": str(path), "missing": f.problem, **FileReport().to_dict()}
+            continue
         reader = iter_json_array if path.suffix == ".json" else iter_jsonl
         bar = progress_factory(path) if progress_factory else None
         report = process_file(path, reader, images, image_prefix,
                               out / f"{name}.jsonl" if out else None,
                               out / "rejects" / f"{name}.jsonl" if out else None,
-                              bar.update if bar is not None else None, counter)
+                              bar.update if bar is not None else None, counter,
+                              None if name == "vida_combined" else ids_elsewhere, name, held)
         if bar is not None:
             bar.close()
         if out is not None and name == "vida_combined":
             shuffle_lines(out / f"{name}.jsonl")
         summary[name] = {"file": str(path), **report.to_dict()}
     summary["images"] = frame_report(images, _metadata(release))
+    if exclude is not None:
+        summary["holdout"] = {"file": str(exclude), "images": len(held)}
     if counter is not None:
         summary["recipe"] = {"file": str(recipe.path), "cutoff_len": recipe.cutoff_len,
                              "image_pixels": [recipe.image_min_pixels, recipe.image_max_pixels],
                              "template": recipe.template, "tokenizer": counter.tokenizer_source}
     if out is not None:
-        (out / "prepare_report.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
+        summary["removed"] = _remove_stale(out, [f.name for f in files if f.problem])
+        write_json(out / "prepare_report.json", summary)
     return summary
+
+
+def _remove_stale(out: Path, missing: list[str]) -> list[str]:
+    """Remove what an earlier preparation wrote for the datasets this one could not read."""
+    removed = []
+    for name in missing:
+        for stale in (out / f"{name}.jsonl", out / "rejects" / f"{name}.jsonl"):
+            if stale.is_file():
+                stale.unlink()
+                removed.append(str(stale))
+    return removed
+
+
+def problems_of(summary: dict) -> list[str]:
+    """What in a prepare summary loses records: missing files and files that could not be read to the end."""
+    out = []
+    for name, r in summary.items():
+        if name in SUMMARY_KEYS:
+            continue
+        if r.get("missing"):
+            out.append(f"{name}: {r['missing']}")
+        if r.get("fatal"):
+            out.append(f"{name}: {r['fatal']}")
+    return out
 
 
 def _metadata(release: Release) -> list | None:
     """train_metadata.json's records, or None when the release has none (or it cannot be read)."""
-    from ..records import InputError, read_json_list
+    from ..records import read_json_list
 
     if not release.train_metadata.is_file():
         return None
@@ -334,36 +399,3 @@ def _metadata(release: Release) -> list | None:
         return read_json_list(release.train_metadata)
     except InputError:
         return None
-
-
-def check_bench(release_root: str | Path) -> list[str]:
-    """Problems in the bench files (release and, when present, ground truth)."""
-    from ..records import InputError, read_json_list
-
-    release = Release(release_root)
-    problems = []
-    required = {
-        release.bench_release / "mcq.json": ("id", "image", "question", "candidates"),
-        release.bench_release / "reg-p_ques.json": ("id", "image", "question"),
-        release.bench_release / "benchmark.json": ("id", "image"),
-        release.bench_gt / "mcq.json": ("id", "correct_ans"),
-        release.bench_gt / "reg-p_bench.json": ("id", "image", "distortions"),
-        release.bench_gt / "bench_metadata.json": ("id", "image", "mos", "level", "distortions"),
-    }
-    for path, keys in required.items():
-        if not path.is_file():
-            if path.parent == release.bench_release:
-                problems.append(f"{path}: missing")
-            continue
-        try:
-            records = read_json_list(path)
-        except InputError as e:
-            problems.append(str(e))
-            continue
-        for i, r in enumerate(records):
-            missing = [k for k in keys if not isinstance(r, dict) or k not in r]
-            if missing:
-                problems.append(f"{path} record {i}: missing {', '.join(missing)}")
-            elif "image" in keys and not (release.val_images / r["image"]).is_file():
-                problems.append(f"{path} record {i}: image {r['image']!r} not found in {release.val_images}")
-    return problems

@@ -25,8 +25,8 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from .. import prompts
+from ..files import write_json
 from ..parsing import BOX_END, BOX_START, REF_END, REF_START
-from ..records import write_json
 from ..vocab import DISTORTION_TYPES, QUALITY_LEVELS, SEVERITIES
 from .distortions import SEVERITY_LEVEL, apply_distortion
 from .layout import BENCH_GT, SUBTASK_FOLDERS, TRAIN_SUBSETS
@@ -398,8 +398,7 @@ def bench_regions(rng: np.random.Generator, distortions: list[dict]) -> list[lis
 def write_jsonl(path: Path, records: list[dict]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", encoding="utf-8") as f:
-        for r in records:
-            f.write(json.dumps(r, ensure_ascii=False) + "\n")
+        f.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
 
 
 def synthesize(out: str | Path, images: int = 200, bench_images: int | None = None, seed: int = 0,

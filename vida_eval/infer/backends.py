@@ -236,11 +236,21 @@ class VLLMBackend(LocalModelBackend):
         self.tokenizer = self.chat = self.llm.get_tokenizer()
         self.level_ids = level_token_ids(self.tokenizer)
         self.lora = None
+        self._lora_ids: dict[str, int] = {}
         if adapter:
-            from vllm.lora.request import LoRARequest
-
-            self.lora = LoRARequest("vida", 1, str(adapter))
+            self.use_adapter(adapter)
         self.warm_up()
+
+    def use_adapter(self, adapter: str) -> None:
+        """Answer with another LoRA adapter of the same base and rank from the next request on (engine started
+        with one); vLLM loads each adapter once."""
+        from vllm.lora.request import LoRARequest
+
+        if self.adapter is None:
+            raise ValueError("this engine was started without LoRA support")
+        self.adapter = str(adapter)
+        lora_id = self._lora_ids.setdefault(self.adapter, len(self._lora_ids) + 1)
+        self.lora = LoRARequest(f"vida-{lora_id}", lora_id, self.adapter)
 
     def warm_up(self) -> None:
         """Answer one request per image-processor setting of the tasks, on a blank image.

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 import time
 from pathlib import Path
 
-from ..records import InputError, write_json
+from ..cli_args import choice_list, existing_dir, fraction, output_dir, positive_int
+from ..files import ensure_dir, write_json
+from ..records import InputError
 from .tasks import TASKS
 
 
@@ -44,24 +47,75 @@ def _backend(args, out: Path):
     return make_backend(name, model, **kw)
 
 
-def _run_tasks(args, tasks) -> tuple[Path, dict, Path | None]:
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+def _json_file_problem(path: Path) -> str | None:
+    try:
+        json.loads(path.read_bytes())
+    except FileNotFoundError:
+        return f"{path}: missing"
+    except (OSError, ValueError, RecursionError) as e:
+        return f"{path}: not valid JSON ({e})"
+    return None
+
+
+def check_model_args(args) -> None:
+    """What each backend needs, checked before any engine starts: InputError naming the option or file."""
+    if args.backend == "openai":
+        if not args.base_url:
+            raise InputError("--backend openai needs --base-url (e.g. http://127.0.0.1:8000/v1)")
+        if args.lora:
+            raise InputError("--lora needs a local backend (hf or vllm); a server applies its own adapters")
+        return
+    if args.base_url:
+        raise InputError(f"--base-url is for --backend openai (got {args.backend})")
+    model = Path(args.model)
+    if not model.exists() and not _HUB_ID.match(args.model):
+        raise InputError(f"{model}: no such model folder")
+    if model.exists():
+        if not model.is_dir():
+            raise InputError(f"{model}: is a file; --model takes a model folder")
+        problem = _json_file_problem(model / "config.json")
+        if problem:
+            raise InputError(problem)
+    if args.lora:
+        problem = _json_file_problem(Path(args.lora) / "adapter_config.json")
+        if problem:
+            raise InputError(f"--lora: {problem}")
+
+
+def _run_tasks(args, tasks, backend=None) -> tuple[Path, dict, Path | None]:
+    """Answer *tasks* into ``args.out``; with *backend* (an engine already started) it is used and left open."""
     from .runner import find_bench, run_task
+    from .tasks import BUILDERS
 
     release, images, gt = find_bench(Path(args.bench), Path(args.images) if args.images else None)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    backend = _backend(args, out)
+    requests = {task: BUILDERS[task](release, images) for task in tasks}  # every bench file read before a model loads
+    check_model_args(args)
+    out = ensure_dir(args.out)
+    own = backend is None
+    if own:
+        backend = start_backend(args, out)
     timings = {}
     try:
         for task in tasks:
-            r = run_task(task, backend, release, images, out, chunk_size=args.chunk_size)
+            r = run_task(task, backend, release, images, out, chunk_size=args.chunk_size, requests=requests[task])
             timings[task] = {"requests": r.total, "computed": r.computed, "errors": r.errors,
                              "seconds": round(r.seconds, 2)}
             print(f"{task}: {r.total} requests ({r.computed} computed, {r.total - r.computed} from cache, "
                   f"{r.errors} errors) in {r.seconds:.1f} s -> {r.predictions}")
     finally:
-        backend.close()
+        if own:
+            backend.close()
     return out, timings, gt
+
+
+def start_backend(args, out: Path):
+    try:
+        return _backend(args, out)
+    except (OSError, ValueError) as e:
+        raise InputError(f"{args.model}: the model cannot be loaded ({type(e).__name__}: {e})") from None
 
 
 def cmd_infer(args) -> int:
@@ -69,7 +123,8 @@ def cmd_infer(args) -> int:
     return 0
 
 
-def cmd_eval(args) -> int:
+def cmd_eval(args, backend=None) -> int:
+    """Every task, the submission, scores (with ground truth) and the report in ``args.out``."""
     from ..cli import _print_diagnostics, print_table
     from ..records import SUBMISSION_FILES
     from ..report import write_report
@@ -77,8 +132,8 @@ def cmd_eval(args) -> int:
     from ..submission import check_and_repair, write_submission
 
     start = time.perf_counter()
-    tasks = args.tasks.split(",") if args.tasks else list(TASKS)
-    out, timings, gt_dir = _run_tasks(args, tasks)
+    tasks = args.tasks
+    out, timings, gt_dir = _run_tasks(args, tasks, backend)
     files = {f"{t}.json": json.loads((out / f"{t}.json").read_text()) for t in tasks}
     submission = {k: v for k, v in files.items() if k in SUBMISSION_FILES}
     diags = check_and_repair(submission)
@@ -100,39 +155,47 @@ def cmd_eval(args) -> int:
     return 0
 
 
-def _common(sp) -> None:
-    sp.add_argument("--model", required=True, help="model folder (exported/merged) or the base with --lora")
-    sp.add_argument("--bench", required=True, help="ViDA release root, ViDA-Bench folder or its release/ folder")
-    sp.add_argument("--images", help="bench images folder (default: found from --bench)")
+def _common(sp, model_required: bool = True) -> None:
+    sp.add_argument("--model", required=model_required,
+                    help="model folder (exported/merged) or the base with --lora; openai: the served model's name")
+    sp.add_argument("--bench", required=True, type=existing_dir,
+                    help="ViDA release root, ViDA-Bench folder or its release/ folder")
+    sp.add_argument("--images", type=existing_dir, help="bench images folder (default: found from --bench)")
     sp.add_argument("--backend", default="auto", choices=("auto", "vllm", "hf", "openai"),
                     help="auto: vllm when it imports, else hf")
-    sp.add_argument("--lora", help="a LoRA adapter to evaluate unmerged")
-    sp.add_argument("--max-new-tokens", type=int, help="cap every task's token limit (quick runs only)")
-    sp.add_argument("--chunk-size", type=int, default=512, help="requests per engine call and per cache flush")
-    sp.add_argument("--batch-size", type=int, default=8, help="hf: requests per generate call")
-    sp.add_argument("--tensor-parallel-size", type=int, default=1)
-    sp.add_argument("--data-parallel-size", type=int, default=1, help="vllm: one engine per GPU")
-    sp.add_argument("--gpu-memory-utilization", type=float, default=0.9)
-    sp.add_argument("--kv-cache-memory-bytes", type=int, help="vllm: KV cache size (CPU runs)")
-    sp.add_argument("--max-model-len", type=int, default=None)
+    sp.add_argument("--lora", type=existing_dir, help="a LoRA adapter to evaluate unmerged")
+    sp.add_argument("--max-new-tokens", type=positive_int, help="cap every task's token limit (quick runs only)")
+    sp.add_argument("--chunk-size", type=positive_int, default=512,
+                    help="requests per engine call and per cache flush")
+    sp.add_argument("--batch-size", type=positive_int, default=8, help="hf: requests per generate call")
+    sp.add_argument("--tensor-parallel-size", type=positive_int, default=1)
+    sp.add_argument("--data-parallel-size", type=positive_int, default=1, help="vllm: one engine per GPU")
+    sp.add_argument("--gpu-memory-utilization", type=fraction, default=0.9)
+    sp.add_argument("--kv-cache-memory-bytes", type=positive_int, help="vllm: KV cache size (CPU runs)")
+    sp.add_argument("--max-model-len", type=positive_int, default=None)
     sp.add_argument("--enforce-eager", action="store_true", help="vllm: no CUDA graphs / compilation")
     sp.add_argument("--load-format", default="auto", choices=("auto", "dummy"),
                     help="vllm: dummy = random weights for a folder with config and tokenizer only (benchmarks)")
     sp.add_argument("--base-url", help="openai: server URL, e.g. http://127.0.0.1:8000/v1")
     sp.add_argument("--api-key", default=None)
-    sp.add_argument("--concurrency", type=int, default=8, help="openai: requests in flight")
+    sp.add_argument("--concurrency", type=positive_int, default=8, help="openai: requests in flight")
+
+
+def add_tasks_option(sp) -> None:
+    sp.add_argument("--tasks", type=choice_list(TASKS), default=list(TASKS),
+                    help=f"comma-separated subset of {','.join(TASKS)}")
 
 
 def register(sub) -> None:
     sp = sub.add_parser("infer", help="answer one bench task with a model (resumable)")
     sp.add_argument("--task", required=True, choices=TASKS)
-    sp.add_argument("--out", default="runs/infer", help="run folder (answers are cached here)")
+    sp.add_argument("--out", default="runs/infer", type=output_dir, help="run folder (answers are cached here)")
     _common(sp)
     sp.set_defaults(func=cmd_infer)
 
     sp = sub.add_parser("eval", help="every task, submission.zip, scores and report in one run folder")
-    sp.add_argument("--out", default="runs/eval", help="run folder")
-    sp.add_argument("--tasks", help=f"comma-separated subset of {','.join(TASKS)}")
+    sp.add_argument("--out", default="runs/eval", type=output_dir, help="run folder")
+    add_tasks_option(sp)
     _common(sp)
     sp.set_defaults(func=cmd_eval)
 

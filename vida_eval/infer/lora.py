@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import tempfile
 from pathlib import Path
 
 from ..records import InputError
@@ -73,14 +74,19 @@ def merged_model(model: str, adapter: str, out_dir: str | Path) -> Path:
         raise InputError("merging a LoRA adapter for vLLM needs peft: pip install 'peft>=0.18,<0.19'") from None
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
-    tmp = out_dir.with_name(out_dir.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    base = AutoModelForImageTextToText.from_pretrained(model, dtype="auto")
-    merged = PeftModel.from_pretrained(base, adapter).merge_and_unload()
-    merged.save_pretrained(tmp)
-    AutoProcessor.from_pretrained(model).save_pretrained(tmp)  # tokenizer, chat template, image processor
-    (tmp / MERGE_RECORD).write_text(json.dumps({"model": str(model), "adapter": str(adapter), "fingerprint": want},
-                                               indent=1) + "\n")
-    shutil.rmtree(out_dir, ignore_errors=True)
-    tmp.rename(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    for stale in out_dir.parent.glob(f".{out_dir.name}.*.tmp"):  # a merge killed before it could clean up
+        shutil.rmtree(stale, ignore_errors=True)
+    tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.", suffix=".tmp"))
+    try:
+        base = AutoModelForImageTextToText.from_pretrained(model, dtype="auto")
+        merged = PeftModel.from_pretrained(base, adapter).merge_and_unload()
+        merged.save_pretrained(tmp)
+        AutoProcessor.from_pretrained(model).save_pretrained(tmp)  # tokenizer, chat template, image processor
+        (tmp / MERGE_RECORD).write_text(json.dumps({"model": str(model), "adapter": str(adapter),
+                                                    "fingerprint": want}, indent=1) + "\n")
+        shutil.rmtree(out_dir, ignore_errors=True)
+        tmp.rename(out_dir)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     return out_dir

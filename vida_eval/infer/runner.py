@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..records import write_json
+from ..files import write_json
 from .tasks import BUILDERS, OUTPUT_FILE, Request, to_prediction
 
 
@@ -19,6 +19,8 @@ class AnswerCache:
 
     Each chunk is flushed and fsynced, so a run killed at any point (kill -9
     included) loses at most the chunk in flight; a torn last line is ignored.
+    Only answers are kept: a request that failed (its image missing, its server
+    down) is reported in the task's output and asked again on the next run.
     """
 
     def __init__(self, path: Path):
@@ -30,7 +32,8 @@ class AnswerCache:
                 for line in f:
                     try:
                         rec = json.loads(line)
-                        self.answers[rec["key"]] = rec["output"]
+                        if "error" not in rec["output"]:  # written by an earlier version that kept failures
+                            self.answers[rec["key"]] = rec["output"]
                     except (json.JSONDecodeError, KeyError, TypeError):
                         self.torn += 1
 
@@ -41,7 +44,10 @@ class AnswerCache:
         return self.answers[key]
 
     def add(self, items: list[tuple[str, str, dict]]) -> None:
-        """Append (key, record uid, output) entries durably."""
+        """Append the answers among (key, record uid, output) entries durably; failures are not kept."""
+        items = [(k, uid, o) for k, uid, o in items if "error" not in o]
+        if not items:
+            return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.path, "a", encoding="utf-8") as f:
             if f.tell() and self.torn:
@@ -104,18 +110,23 @@ def run_requests(requests: list[Request], backend, cache: AnswerCache, chunk_siz
     todo = locality_order([r for r, k in zip(requests, keys) if k not in cache])
     bar = tqdm(total=len(requests), initial=len(requests) - len(todo), desc=desc, unit="req",
                disable=not progress or None, file=sys.stderr)
+    failed: dict[str, dict] = {}
     for chunk, outputs in backend.run_chunks(even_chunks(todo, chunk_size, backend.engines)):
         cache.add([(key_of[id(r)], r.uid, o) for r, o in zip(chunk, outputs)])
+        failed.update((key_of[id(r)], o) for r, o in zip(chunk, outputs) if "error" in o)
         bar.update(len(chunk))
     bar.close()
-    return [cache[k] for k in keys], len(todo)
+    return [failed[k] if k in failed else cache[k] for k in keys], len(todo)
 
 
 def run_task(task: str, backend, release: Path, images: Path, out: Path, chunk_size: int = 256,
-             progress: bool = True) -> TaskResult:
-    """Answer every request of *task* (reusing cached answers) and write ``out/<task>.json``."""
+             progress: bool = True, requests: list[Request] | None = None) -> TaskResult:
+    """Answer every request of *task* (reusing cached answers) and write ``out/<task>.json``.
+
+    *requests*: the task's requests when already built (by default built from the bench files)."""
     start = time.perf_counter()
-    requests = BUILDERS[task](Path(release), Path(images))
+    if requests is None:
+        requests = BUILDERS[task](Path(release), Path(images))
     cache = AnswerCache(out / "cache" / f"{task}.jsonl")
     outputs, computed = run_requests(requests, backend, cache, chunk_size, task, progress)
     predictions = [to_prediction(r, o) for r, o in zip(requests, outputs)]
@@ -135,12 +146,21 @@ def find_bench(bench: Path, images: Path | None = None) -> tuple[Path, Path, Pat
         default_images = bench.parent.parent / "images"
     elif (bench / "release").is_dir():
         release, gt = bench / "release", bench / "ground_truth"
-        default_images = bench.parent / "images"
+        # A bench of its own (vida-eval data holdout) holds its images; ViDA-Bench's sit beside it in val/.
+        default_images = bench / "images" if (bench / "images").is_dir() else bench.parent / "images"
     else:
         r = Release(bench)
         release, gt, default_images = r.bench_release, r.bench_gt, r.val_images
-    if not (release / "mcq.json").is_file():
-        from ..records import InputError
+    from ..data.layout import BENCH_RELEASE
+    from ..records import InputError
 
-        raise InputError(f"{bench}: no ViDA-Bench release files (mcq.json, reg-p_ques.json, benchmark.json) found")
-    return release, Path(images) if images else default_images, (gt if (gt / "mcq.json").is_file() else None)
+    missing = [n for n in BENCH_RELEASE if not (release / n).is_file()]
+    if len(missing) == len(BENCH_RELEASE):
+        raise InputError(f"{bench}: no ViDA-Bench release files ({', '.join(BENCH_RELEASE)}) found")
+    if missing:
+        raise InputError(f"{release}: {', '.join(missing)} missing (a ViDA-Bench release holds "
+                         f"{', '.join(BENCH_RELEASE)})")
+    images = Path(images) if images else default_images
+    if not images.is_dir():
+        raise InputError(f"{images}: no bench images folder (give it with --images)")
+    return release, images, (gt if (gt / "mcq.json").is_file() else None)

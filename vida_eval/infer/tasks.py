@@ -7,13 +7,15 @@ distortion detection), description, and quality scoring (Q-Align).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from .. import prompts
+from ..data.image_check import safe_image_path
+from ..data.layout import BENCH_RELEASE_FIELDS
 from ..parsing import parse_choice, parse_description, parse_grounding
+from ..records import InputError, read_json_list
 from ..scoring import DETECTION, REGION
 
 TASKS = ("perception", "grounding", "description", "scoring")
@@ -51,7 +53,24 @@ class Request:
 
 
 def _load(path: Path) -> list[dict]:
-    return json.loads(Path(path).read_text(encoding="utf-8"))
+    """The records of a bench release file; InputError naming the file and record when one cannot be asked."""
+    path = Path(path)
+    records = read_json_list(path)
+    for i, r in enumerate(records):
+        where = f"{path} record {i}"
+        if not isinstance(r, dict):
+            raise InputError(f"{where}: {type(r).__name__}, not an object")
+        missing = [k for k in BENCH_RELEASE_FIELDS[path.name] if k not in r]
+        if missing:
+            raise InputError(f"{where} (id {r.get('id')!r}): no {', '.join(missing)}")
+        if not isinstance(r["image"], str) or not safe_image_path(r["image"]):
+            raise InputError(f"{where} (id {r['id']!r}): image {r['image']!r} is not a file name in the images folder")
+        if not isinstance(r.get("question", ""), str):
+            raise InputError(f"{where} (id {r['id']!r}): question is not text")
+        if "candidates" in r and not (isinstance(r["candidates"], list)
+                                      and all(isinstance(c, str) for c in r["candidates"])):
+            raise InputError(f"{where} (id {r['id']!r}): candidates are not a list of texts")
+    return records
 
 
 def perception_requests(release: Path, images: Path) -> list[Request]:

@@ -86,10 +86,12 @@ def cmd_preflight(args) -> int:
 
 
 def register(sub) -> None:
+    from ..cli_args import existing_file, positive_int
+
     sp = sub.add_parser("preflight", help="check a training recipe against the machine before training")
-    sp.add_argument("config", help="the LLaMA-Factory training YAML")
+    sp.add_argument("config", type=existing_file, help="the LLaMA-Factory training YAML")
     sp.add_argument("overrides", nargs="*", help="key=value pairs as given to llamafactory-cli train after it")
-    sp.add_argument("--ranks", type=int, help="training processes on this machine (default: NPROC_PER_NODE, "
+    sp.add_argument("--ranks", type=positive_int, help="training processes on this machine (default: NPROC_PER_NODE, "
                                               "else the visible GPUs)")
     sp.add_argument("--shm", default="/dev/shm", help="the shared-memory mount the data loader uses")
     sp.set_defaults(func=cmd_preflight)

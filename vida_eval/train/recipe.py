@@ -111,14 +111,19 @@ def load_recipe(path: str | Path, overrides: list[str] = ()) -> Recipe:
     except OSError as e:
         raise InputError(f"{path}: cannot read the recipe ({e.strerror or e})") from None
     except yaml.YAMLError as e:
-        raise InputError(f"{path}: not valid YAML ({e})") from None
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise InputError(f"{path}: not valid YAML{where} ({getattr(e, 'problem', None) or type(e).__name__})") from None
     if not isinstance(args, dict):
         raise InputError(f"{path}: a recipe is a YAML mapping of LLaMA-Factory keys")
     for item in overrides:
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise InputError(f"override {item!r}: expected key=value")
-        args[key] = yaml.safe_load(value)
+        try:
+            args[key] = yaml.safe_load(value)
+        except yaml.YAMLError:
+            raise InputError(f"override {item!r}: its value is not valid YAML") from None
     for key in ("cutoff_len", "image_min_pixels", "image_max_pixels", "per_device_train_batch_size"):
         if key in args and not (isinstance(args[key], int) and args[key] > 0):
             raise InputError(f"{path}: {key} must be a positive integer, found {args[key]!r}")
