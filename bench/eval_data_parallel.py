@@ -41,14 +41,15 @@ MOS_TOLERANCE = 1e-3  # two engines may batch differently, and bf16 sums then ro
 def speedups(one: dict, many: dict) -> list[tuple[str, int, float, float, float]]:
     """(task, requests, one-GPU s, N-GPU s, speed-up) per task, for all tasks together and for the whole run.
 
-    speed-up = seconds on one GPU / seconds on N GPUs. "tasks" sums the tasks' seconds; "total" is the
-    whole run, engine start-up included, which data parallelism overlaps but cannot shorten.
+    speed-up = seconds on one GPU / seconds on N GPUs. A row is a task, or tasks answered in the same engine
+    calls ("grounding+description+scoring"); "tasks" sums the rows' seconds; "total" is the whole run, engine
+    start-up included, which data parallelism overlaps but cannot shorten.
     """
     def row(name, requests, a, b):
         return name, requests, a, b, a / b if b else float("inf")
 
-    rows = [row(task, one[task]["requests"], one[task]["seconds"], many[task]["seconds"])
-            for task in TASKS if task in one and task in many]
+    rows = [row(name, one[name]["requests"], one[name]["seconds"], many[name]["seconds"])
+            for name in one if name != "total_seconds" and name in many]
     requests = sum(r[1] for r in rows)
     rows.append(row("tasks", requests, sum(r[2] for r in rows), sum(r[3] for r in rows)))
     rows.append(row("total", requests, one["total_seconds"], many["total_seconds"]))

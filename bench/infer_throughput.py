@@ -36,16 +36,20 @@ KINDS = {  # kind: (count in the mix, output tokens)
 }
 
 
-def make_images(folder: Path, n: int, tag: str, size=(1024, 768)) -> list[Path]:
+def make_images(folder: Path, n: int, tag: str, sizes) -> list[Path]:
+    """*n* synthetic scenes with sizes from *sizes* (a table's exact distribution when *n* is its count)."""
     import numpy as np
     from PIL import Image
 
-    from vida_eval.data.synth import draw_scene
+    from vida_eval.data.sizes import draw_size
+    from vida_eval.data.synth import draw_scene, exact_sizes
 
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
-    for i in range(n):
-        scene = draw_scene(np.random.default_rng([sum(map(ord, tag)), i]), *size)
+    seed = sum(map(ord, tag))
+    for i, size in enumerate(exact_sizes(seed, n, sizes)):
+        rng = np.random.default_rng([seed, i])
+        scene = draw_scene(rng, *(size or draw_size(rng, sizes)))
         p = folder / f"{tag}_{i:04d}.jpg"
         Image.fromarray(scene.image).save(p, quality=92)
         paths.append(p)
@@ -132,6 +136,9 @@ def main() -> None:
     ap.add_argument("--out", default=None, help="write the numbers as JSON here")
     ap.add_argument("--shape", choices=("7b", "tiny"), default="7b",
                     help="tiny: the tiny random model with smaller images (a quick check on a CPU)")
+    ap.add_argument("--sizes", default=None,
+                    help="image sizes: vida-bench (default for 7b: the real bench's sizes), small (default for tiny) "
+                         "or WxH[,WxH...]")
     args = ap.parse_args()
 
     import torch
@@ -144,11 +151,14 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="vida-bench-"))
     tiny = args.shape == "tiny"
     model_dir = build_tiny_model(work / f"qwen2vl-{args.shape}", TinySpec() if tiny else QWEN2_VL_7B, weights=tiny)
-    size = (320, 240) if tiny else (1024, 768)
-    sets = {tag: make_images(work / "images", args.images, tag, size) for tag in ("warm", "a", "b", "c")}
+    from vida_eval.data.sizes import parse_sizes
+
+    sizes_name = args.sizes or ("small" if tiny else "vida-bench")
+    sizes = parse_sizes(sizes_name)
+    sets = {tag: make_images(work / "images", args.images, tag, sizes) for tag in ("warm", "a", "b", "c")}
     cuda = torch.cuda.is_available()
     result: dict = {"card": torch.cuda.get_device_name(0) if cuda else "cpu", "torch": torch.__version__,
-                    "mix": KINDS, "shape": args.shape}
+                    "mix": KINDS, "shape": args.shape, "sizes": sizes_name}
 
     reqs_a = mix(sets["a"], KINDS)
     n = len(reqs_a)
@@ -160,8 +170,9 @@ def main() -> None:
 
     result["vllm"] = vllm.__version__
     t = time.perf_counter()
+    # A 3120x4160 photo is 16,320 image tokens at the official limits; the description prompt and answer come on top.
     backend = VLLMBackend(str(model_dir), load_format="auto" if tiny else "dummy", gpu_memory_utilization=0.85,
-                          max_model_len=8192)
+                          max_model_len=8192 if tiny else 20480)
     result["engine_start_s"] = time.perf_counter() - t
     llm = backend.llm
 
@@ -196,7 +207,7 @@ def main() -> None:
 
     if args.full_bench:
         full_counts = {"mcq": (2567, 3), "grounding": (1402, 64), "description": (476, 320), "scoring": (476, 0)}
-        images = make_images(work / "images", 476, "full", size)
+        images = make_images(work / "images", 476, "full", sizes)
         reqs = mix(images, full_counts)
         t = time.perf_counter()
         outputs, _ = run_requests(reqs, backend, AnswerCache(work / "cache_full.jsonl"), chunk_size=2048,
@@ -207,7 +218,7 @@ def main() -> None:
                                 "with_engine_start_s": full_s + result["engine_start_s"] + result["warmup_s"]}
 
     print(json.dumps(result, indent=2, default=str))
-    print(f"\ncard: {result['card']}; {n} requests, {tokens} output tokens per pass")
+    print(f"\ncard: {result['card']}; images: {sizes_name} sizes; {n} requests, {tokens} output tokens per pass")
     if "a_seed_loop" in result:
         a = result["a_seed_loop"]
         print(f"(a) seed loop     : {a['req_per_s']:8.3f} req/s {a['out_tok_per_s']:9.1f} tok/s (extrapolated)")

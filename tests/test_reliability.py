@@ -405,7 +405,7 @@ def test_an_unreachable_server_is_asked_again_next_run(release, tmp_path):
     r = Release(release)
     backend = OpenAIBackend(f"http://127.0.0.1:{port}/v1", "m", retries=0, timeout=2)
     result = run_task("scoring", backend, r.bench_release, r.val_images, tmp_path, progress=False)
-    records = json.loads(result.predictions.read_text())
+    records = json.loads(result.predictions[0].read_text())
     assert result.errors == len(records) and all("unreachable" in x["error"] for x in records)
     assert not AnswerCache(tmp_path / "cache" / "scoring.jsonl").answers
 

@@ -23,6 +23,9 @@ from pathlib import Path
 # Qwen2-VL-*-Instruct's preprocessor_config.json: the limits a request gets when it sets none.
 QWEN2_VL_MIN_PIXELS = 4 * 28 * 28
 QWEN2_VL_MAX_PIXELS = 16384 * 28 * 28
+# The challenge recipe's training limits (configs/qwen2vl_lora.yaml): 256..8,192 tokens.
+RECIPE_MIN_PIXELS = 256 * 28 * 28
+RECIPE_MAX_PIXELS = 8192 * 28 * 28
 PATCH_SIZE = 14
 MERGE_SIZE = 2
 TEMPORAL_PATCH_SIZE = 2

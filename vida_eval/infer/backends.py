@@ -16,11 +16,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import io
-import json
 import math
-import time
-import urllib.error
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -72,6 +68,9 @@ def _softmax(values: list[float]) -> list[float]:
 class Backend:
     name = "base"
     engines = 1  # engines that answer chunks at the same time
+    # Requests about one image sent in one call share its encoding (vLLM's encoder and prefix caches): eval then
+    # sends the tasks that share a pixel setting together. hf answers batch by batch and gains nothing.
+    shares_images = False
 
     def fingerprint(self) -> str:
         raise NotImplementedError
@@ -200,6 +199,7 @@ class VLLMBackend(LocalModelBackend):
     """Offline vLLM: a chunk of requests is one ``LLM.generate`` call."""
 
     name = "vllm"
+    shares_images = True
 
     def __init__(self, model: str, adapter: str | None = None, tensor_parallel_size: int = 1,
                  max_new_tokens: int | None = None, max_model_len: int | None = None,
@@ -334,15 +334,19 @@ def _lora_rank(adapter: str) -> int:
 # ------------------------------------------------------------------ openai
 
 class OpenAIBackend(Backend):
-    """An OpenAI-compatible chat completions server; images travel as data URLs."""
+    """An OpenAI-compatible chat completions server through the ``openai`` client (its retries with backoff on
+    connection errors, 408 / 409 / 429 and 5xx, and its timeout); images travel as data URLs."""
 
     name = "openai"
+    shares_images = True  # a vLLM server caches encodings and prefixes across the requests in flight
 
     def __init__(self, base_url: str, model: str, api_key: str = "EMPTY", concurrency: int = 8,
                  timeout: float = 120.0, retries: int = 4, max_new_tokens: int | None = None):
-        self.base_url, self.model, self.api_key = base_url.rstrip("/"), model, api_key
-        self.concurrency, self.timeout, self.retries = concurrency, timeout, retries
-        self.max_new_tokens = max_new_tokens
+        from openai import OpenAI
+
+        self.base_url, self.model = base_url.rstrip("/"), model
+        self.concurrency, self.max_new_tokens = concurrency, max_new_tokens
+        self.client = OpenAI(base_url=self.base_url, api_key=api_key or "EMPTY", timeout=timeout, max_retries=retries)
 
     def fingerprint(self) -> str:
         return hashlib.sha256(f"{self.base_url}|{self.model}".encode()).hexdigest()[:16]
@@ -350,25 +354,18 @@ class OpenAIBackend(Backend):
     def settings(self) -> dict:
         return {"max_new_tokens": self.max_new_tokens}
 
-    def _post(self, body: dict) -> dict:
-        data = json.dumps(body).encode()
-        delay = 1.0
-        for attempt in range(self.retries + 1):
-            req = urllib.request.Request(f"{self.base_url}/chat/completions", data=data, method="POST",
-                                         headers={"Content-Type": "application/json",
-                                                  "Authorization": f"Bearer {self.api_key}"})
-            try:
-                with urllib.request.urlopen(req, timeout=self.timeout) as resp:
-                    return json.loads(resp.read())
-            except urllib.error.HTTPError as e:
-                if e.code < 500 and e.code != 429 or attempt == self.retries:
-                    raise RuntimeError(f"HTTP {e.code}: {e.read()[:300]!r}") from None
-            except (urllib.error.URLError, TimeoutError, ConnectionError) as e:
-                if attempt == self.retries:
-                    raise RuntimeError(f"server unreachable: {e}") from None
-            time.sleep(delay)
-            delay *= 2
-        raise RuntimeError("unreachable")
+    def _post(self, body: dict):
+        import openai
+
+        standard = {k: body[k] for k in ("model", "messages", "temperature", "max_tokens", "logprobs", "top_logprobs")
+                    if k in body}
+        extra = {k: v for k, v in body.items() if k not in standard}  # vLLM's own fields
+        try:
+            return self.client.chat.completions.create(**standard, extra_body=extra or None)
+        except openai.APIStatusError as e:
+            raise RuntimeError(f"HTTP {e.status_code}: {str(e.message)[:300]}") from None
+        except openai.APIConnectionError as e:  # timeouts included
+            raise RuntimeError(f"server unreachable: {e}") from None
 
     def body(self, r: Request, image) -> dict:
         buf = io.BytesIO()
@@ -394,17 +391,17 @@ class OpenAIBackend(Backend):
             resp = self._post(self.body(r, image))
         except RuntimeError as e:
             return {"error": str(e)}
-        choice = resp["choices"][0]
+        choice = resp.choices[0]
         if r.max_new_tokens == 0:
-            top = (choice.get("logprobs") or {}).get("content") or []
-            found = {t["token"]: t["logprob"] for t in (top[0]["top_logprobs"] if top else [])}
+            top = (choice.logprobs.content if choice.logprobs else None) or []
+            found = {t.token: t.logprob for t in (top[0].top_logprobs if top else [])}
             present = {w: found[w] for w in prompts.SCORING_LEVEL_TOKENS if w in found}
             if not present:
                 return {"error": "no quality level among the returned top logprobs"}
             values = _softmax([present.get(w, -1e9) for w in prompts.SCORING_LEVEL_TOKENS])
             return {"probs": dict(zip(prompts.SCORING_LEVEL_TOKENS, values))}
-        text = choice["message"].get("content") or ""
-        if choice.get("finish_reason") == "stop" and not text.endswith(EOS):
+        text = choice.message.content or ""
+        if choice.finish_reason == "stop" and not text.endswith(EOS):
             text += EOS
         return {"text": text}
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from ..cli_args import choice_list, existing_dir, fraction, output_dir, positive_int
 from ..files import ensure_dir, write_json
 from ..records import InputError
-from .tasks import TASKS
+from .tasks import PIXEL_CHOICES, TASKS
 
 
 def _backend(args, out: Path):
@@ -45,6 +45,16 @@ def _backend(args, out: Path):
 
             return DataParallelBackend(args.data_parallel_size, model, kw)
     return make_backend(name, model, **kw)
+
+
+def task_pixels(text: str) -> tuple[str, int]:
+    """TASK=N of --max-pixels."""
+    import argparse
+
+    task, sep, value = text.partition("=")
+    if not sep or task not in TASKS:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected TASK=N with TASK one of {','.join(TASKS)}")
+    return task, positive_int(value)
 
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
@@ -87,24 +97,27 @@ def check_model_args(args) -> None:
 
 def _run_tasks(args, tasks, backend=None) -> tuple[Path, dict, Path | None]:
     """Answer *tasks* into ``args.out``; with *backend* (an engine already started) it is used and left open."""
-    from .runner import find_bench, run_task
-    from .tasks import BUILDERS
+    from .runner import call_groups, find_bench, run_group
+    from .tasks import BUILDERS, with_pixels
 
     release, images, gt = find_bench(Path(args.bench), Path(args.images) if args.images else None)
-    requests = {task: BUILDERS[task](release, images) for task in tasks}  # every bench file read before a model loads
+    # Every bench file is read before a model loads.
+    requests = {task: with_pixels(BUILDERS[task](release, images), args.pixels, dict(args.max_pixels).get(task))
+                for task in tasks}
     check_model_args(args)
     out = ensure_dir(args.out)
     own = backend is None
     if own:
         backend = start_backend(args, out)
     timings = {}
+    together = backend.shares_images and not getattr(args, "task_by_task", False)
     try:
-        for task in tasks:
-            r = run_task(task, backend, release, images, out, chunk_size=args.chunk_size, requests=requests[task])
-            timings[task] = {"requests": r.total, "computed": r.computed, "errors": r.errors,
-                             "seconds": round(r.seconds, 2)}
-            print(f"{task}: {r.total} requests ({r.computed} computed, {r.total - r.computed} from cache, "
-                  f"{r.errors} errors) in {r.seconds:.1f} s -> {r.predictions}")
+        for group in call_groups(requests, together):
+            r = run_group(group, requests, backend, out, chunk_size=args.chunk_size)
+            timings[r.task] = {"requests": r.total, "computed": r.computed, "errors": r.errors,
+                               "seconds": round(r.seconds, 2)}
+            print(f"{r.task}: {r.total} requests ({r.computed} computed, {r.total - r.computed} from cache, "
+                  f"{r.errors} errors) in {r.seconds:.1f} s -> {', '.join(str(p) for p in r.predictions)}")
     finally:
         if own:
             backend.close()
@@ -179,11 +192,19 @@ def _common(sp, model_required: bool = True) -> None:
     sp.add_argument("--base-url", help="openai: server URL, e.g. http://127.0.0.1:8000/v1")
     sp.add_argument("--api-key", default=None)
     sp.add_argument("--concurrency", type=positive_int, default=8, help="openai: requests in flight")
+    sp.add_argument("--pixels", choices=PIXEL_CHOICES, default="official",
+                    help="image pixel limits: official (the official scripts': perception 4..4096 tokens, the other "
+                         "tasks the processor's 4..16,384) or train (the challenge recipe's 256..8,192 for every task)")
+    sp.add_argument("--max-pixels", type=task_pixels, action="append", default=[], metavar="TASK=N",
+                    help="one task's max_pixels (repeatable), over --pixels")
 
 
 def add_tasks_option(sp) -> None:
     sp.add_argument("--tasks", type=choice_list(TASKS), default=list(TASKS),
                     help=f"comma-separated subset of {','.join(TASKS)}")
+    sp.add_argument("--task-by-task", action="store_true",
+                    help="one task per engine call (by default the tasks sharing a pixel setting share the calls, "
+                         "so vLLM encodes each image once for all of them)")
 
 
 def register(sub) -> None:

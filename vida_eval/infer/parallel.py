@@ -60,6 +60,7 @@ class DataParallelBackend(LocalModelBackend):
     """
 
     name = "vllm"
+    shares_images = True
 
     def __init__(self, size: int, model: str, kwargs: dict):
         self.model_path, self.adapter = model, kwargs.get("adapter")

@@ -91,32 +91,84 @@ def even_chunks(items: list, size: int, engines: int = 1) -> list[list]:
 
 @dataclass
 class TaskResult:
-    task: str
-    predictions: Path
+    """One engine-call group: a task, or several tasks answered in the same calls."""
+
+    task: str  # "grounding", or "grounding+description+scoring"
+    predictions: list[Path]
     total: int
     computed: int
     errors: int
     seconds: float
 
 
-def run_requests(requests: list[Request], backend, cache: AnswerCache, chunk_size: int = 256,
+def run_requests(requests: list[Request], backend, cache: AnswerCache | dict[str, AnswerCache], chunk_size: int = 256,
                  desc: str = "requests", progress: bool = True) -> tuple[list[dict], int]:
-    """Outputs of *requests* in their order, computing only what *cache* lacks; returns (outputs, computed)."""
+    """Outputs of *requests* in their order, computing only what the cache lacks; returns (outputs, computed).
+
+    *cache*: one AnswerCache, or one per task ({task: cache}) when the requests of several tasks share the calls.
+    """
     from tqdm import tqdm
+
+    def cache_of(r: Request) -> AnswerCache:
+        return cache[r.task] if isinstance(cache, dict) else cache
 
     fingerprint, settings = backend.fingerprint(), backend.settings()
     keys = [request_key(r, fingerprint, settings) for r in requests]
     key_of = {id(r): k for r, k in zip(requests, keys)}
-    todo = locality_order([r for r, k in zip(requests, keys) if k not in cache])
+    todo = locality_order([r for r, k in zip(requests, keys) if k not in cache_of(r)])
     bar = tqdm(total=len(requests), initial=len(requests) - len(todo), desc=desc, unit="req",
                disable=not progress or None, file=sys.stderr)
     failed: dict[str, dict] = {}
     for chunk, outputs in backend.run_chunks(even_chunks(todo, chunk_size, backend.engines)):
-        cache.add([(key_of[id(r)], r.uid, o) for r, o in zip(chunk, outputs)])
+        by_cache: dict[int, tuple[AnswerCache, list]] = {}
+        for r, o in zip(chunk, outputs):
+            c = cache_of(r)
+            by_cache.setdefault(id(c), (c, []))[1].append((key_of[id(r)], r.uid, o))
+        for c, items in by_cache.values():
+            c.add(items)
         failed.update((key_of[id(r)], o) for r, o in zip(chunk, outputs) if "error" in o)
         bar.update(len(chunk))
     bar.close()
-    return [failed[k] if k in failed else cache[k] for k in keys], len(todo)
+    return [failed[k] if k in failed else cache_of(r)[k] for r, k in zip(requests, keys)], len(todo)
+
+
+def pixel_setting(requests: list[Request]) -> tuple | None:
+    """The (min_pixels, max_pixels) every request shares, or None when they differ."""
+    settings = {(r.min_pixels, r.max_pixels) for r in requests}
+    return settings.pop() if len(settings) == 1 else None
+
+
+def call_groups(requests: dict[str, list[Request]], together: bool) -> list[list[str]]:
+    """The tasks in groups answered by the same engine calls: with *together*, the tasks whose requests share a
+    pixel setting (so each image is encoded once for all of them), in task order; else one task a group."""
+    if not together:
+        return [[t] for t in requests]
+    groups: dict[object, list[str]] = {}
+    for task, reqs in requests.items():
+        setting = pixel_setting(reqs)
+        groups.setdefault(setting if setting is not None else ("alone", task), []).append(task)
+    return list(groups.values())
+
+
+def run_group(tasks: list[str], requests: dict[str, list[Request]], backend, out: Path, chunk_size: int = 256,
+              progress: bool = True) -> TaskResult:
+    """Answer the requests of *tasks* in shared engine calls, ordered by image (reusing cached answers; each task
+    keeps its own cache), and write ``out/<task>.json`` for each. The answers are those of each task run alone:
+    the requests, their keys and their decoding are the same; only their neighbours in a call change."""
+    start = time.perf_counter()
+    caches = {t: AnswerCache(out / "cache" / f"{t}.jsonl") for t in tasks}
+    every = [r for t in tasks for r in requests[t]]
+    name = "+".join(tasks)
+    outputs, computed = run_requests(every, backend, caches, chunk_size, name, progress)
+    paths, errors, at = [], 0, 0
+    for t in tasks:
+        n = len(requests[t])
+        predictions = [to_prediction(r, o) for r, o in zip(requests[t], outputs[at:at + n])]
+        at += n
+        errors += sum(1 for p in predictions if "error" in p)
+        paths.append(out / OUTPUT_FILE[t])
+        write_json(paths[-1], predictions)
+    return TaskResult(name, paths, len(every), computed, errors, time.perf_counter() - start)
 
 
 def run_task(task: str, backend, release: Path, images: Path, out: Path, chunk_size: int = 256,
@@ -124,16 +176,9 @@ def run_task(task: str, backend, release: Path, images: Path, out: Path, chunk_s
     """Answer every request of *task* (reusing cached answers) and write ``out/<task>.json``.
 
     *requests*: the task's requests when already built (by default built from the bench files)."""
-    start = time.perf_counter()
     if requests is None:
         requests = BUILDERS[task](Path(release), Path(images))
-    cache = AnswerCache(out / "cache" / f"{task}.jsonl")
-    outputs, computed = run_requests(requests, backend, cache, chunk_size, task, progress)
-    predictions = [to_prediction(r, o) for r, o in zip(requests, outputs)]
-    errors = sum(1 for p in predictions if "error" in p)
-    path = out / OUTPUT_FILE[task]
-    write_json(path, predictions)
-    return TaskResult(task, path, len(requests), computed, errors, time.perf_counter() - start)
+    return run_group([task], {task: requests}, backend, out, chunk_size, progress)
 
 
 def find_bench(bench: Path, images: Path | None = None) -> tuple[Path, Path, Path | None]:

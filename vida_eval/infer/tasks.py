@@ -20,6 +20,7 @@ from ..scoring import DETECTION, REGION
 
 TASKS = ("perception", "grounding", "description", "scoring")
 OUTPUT_FILE = {t: f"{t}.json" for t in TASKS}
+PIXEL_CHOICES = ("official", "train")
 
 
 @dataclass
@@ -117,6 +118,24 @@ def scoring_requests(release: Path, images: Path) -> list[Request]:
                 assistant_prefix=prompts.SCORING_ASSISTANT_PREFIX)
         for b in _load(release / "benchmark.json")
     ]
+
+
+def with_pixels(requests: list[Request], pixels: str = "official", max_pixels: int | None = None) -> list[Request]:
+    """*requests* at a pixel setting: "official" leaves each task's own (perception 4..4096 tokens, the others the
+    processor's default), "train" gives every request the recipe's 256..8,192 tokens; *max_pixels* then caps one
+    task (its min_pixels kept, the processor's default where the task has none)."""
+    from dataclasses import replace
+
+    from ..images import QWEN2_VL_MIN_PIXELS, RECIPE_MAX_PIXELS, RECIPE_MIN_PIXELS
+
+    if pixels == "train":
+        requests = [replace(r, min_pixels=RECIPE_MIN_PIXELS, max_pixels=RECIPE_MAX_PIXELS) for r in requests]
+    elif pixels != "official":
+        raise ValueError(f"pixels {pixels!r}: choose from {', '.join(PIXEL_CHOICES)}")
+    if max_pixels is not None:
+        requests = [replace(r, min_pixels=min(r.min_pixels or QWEN2_VL_MIN_PIXELS, max_pixels), max_pixels=max_pixels)
+                    for r in requests]
+    return requests
 
 
 BUILDERS: dict[str, Callable[[Path, Path], list[Request]]] = {
