@@ -66,22 +66,22 @@ def output_dir(text: str) -> str:
     return text
 
 
-def existing_dir(text: str) -> str:
+def _existing(text: str, folder: bool) -> str:
     path = Path(text)
+    kind, other = ("folder", "file") if folder else ("file", "folder")
     if not path.exists():
-        raise argparse.ArgumentTypeError(f"{text}: no such folder")
-    if not path.is_dir():
-        raise argparse.ArgumentTypeError(f"{text}: is a file, not a folder")
+        raise argparse.ArgumentTypeError(f"{text}: no such {kind}")
+    if path.is_dir() != folder:
+        raise argparse.ArgumentTypeError(f"{text}: is a {other}, not a {kind}")
     return text
+
+
+def existing_dir(text: str) -> str:
+    return _existing(text, folder=True)
 
 
 def existing_file(text: str) -> str:
-    path = Path(text)
-    if not path.exists():
-        raise argparse.ArgumentTypeError(f"{text}: no such file")
-    if not path.is_file():
-        raise argparse.ArgumentTypeError(f"{text}: is a folder, not a file")
-    return text
+    return _existing(text, folder=False)
 
 
 def existing_path(text: str) -> str:

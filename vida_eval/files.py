@@ -40,12 +40,7 @@ def output_file_problem(path: str | Path) -> str | None:
         return f"{path}: not a place for output files"
     if path.is_dir():
         return f"{path}: is a folder; give the file's name"
-    folder = _existing_ancestor(path.parent)
-    if not folder.is_dir():
-        return f"{path}: {folder} is a file, not a folder"
-    if not os.access(folder, os.W_OK | os.X_OK):
-        return f"{path}: {folder} is not writable"
-    return None
+    return _creatable_problem(path, path.parent)
 
 
 def output_dir_problem(path: str | Path) -> str | None:
@@ -55,7 +50,12 @@ def output_dir_problem(path: str | Path) -> str | None:
         return f"{path}: not a place for output files"
     if path.exists() and not path.is_dir():
         return f"{path}: is a file; give a folder"
-    folder = _existing_ancestor(path)
+    return _creatable_problem(path, path)
+
+
+def _creatable_problem(path: Path, within: Path) -> str | None:
+    """Why *path* cannot be created in *within*: the nearest existing folder of it is a file or not writable."""
+    folder = _existing_ancestor(within)
     if not folder.is_dir():
         return f"{path}: {folder} is a file, not a folder"
     if not os.access(folder, os.W_OK | os.X_OK):

@@ -35,19 +35,19 @@ def parse_json_list(text: bytes | str, name: str) -> list:
     return data
 
 
-def read_json(path: Path):
+def _read_bytes(path: Path) -> bytes:
     try:
-        raw = Path(path).read_bytes()
+        return Path(path).read_bytes()
     except OSError as e:
         raise InputError(f"{path}: cannot read ({e.strerror or e})") from None
-    return parse_json(raw, str(path))
+
+
+def read_json(path: Path):
+    return parse_json(_read_bytes(path), str(path))
 
 
 def read_json_list(path: Path) -> list:
-    data = read_json(path)
-    if not isinstance(data, list):
-        raise InputError(f"{path}: expected a JSON list of records, found {type(data).__name__}")
-    return data
+    return parse_json_list(_read_bytes(path), str(path))
 
 
 def _safe_member(name: str) -> bool:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from ..cli_args import choice_list, existing_dir, fraction, output_dir, positive_int
 from ..files import ensure_dir, write_json
-from ..records import InputError
+from ..records import InputError, read_json
 from .tasks import PIXEL_CHOICES, TASKS
 
 
@@ -60,16 +60,6 @@ def task_pixels(text: str) -> tuple[str, int]:
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
-def _json_file_problem(path: Path) -> str | None:
-    try:
-        json.loads(path.read_bytes())
-    except FileNotFoundError:
-        return f"{path}: missing"
-    except (OSError, ValueError, RecursionError) as e:
-        return f"{path}: not valid JSON ({e})"
-    return None
-
-
 def check_model_args(args) -> None:
     """What each backend needs, checked before any engine starts: InputError naming the option or file."""
     if args.backend == "openai":
@@ -86,13 +76,12 @@ def check_model_args(args) -> None:
     if model.exists():
         if not model.is_dir():
             raise InputError(f"{model}: is a file; --model takes a model folder")
-        problem = _json_file_problem(model / "config.json")
-        if problem:
-            raise InputError(problem)
+        read_json(model / "config.json")
     if args.lora:
-        problem = _json_file_problem(Path(args.lora) / "adapter_config.json")
-        if problem:
-            raise InputError(f"--lora: {problem}")
+        try:
+            read_json(Path(args.lora) / "adapter_config.json")
+        except InputError as e:
+            raise InputError(f"--lora: {e}") from None
 
 
 def _run_tasks(args, tasks, backend=None) -> tuple[Path, dict, Path | None]:

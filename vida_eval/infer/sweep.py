@@ -41,19 +41,14 @@ def is_adapter(folder: Path) -> bool:
 
 def training_loss(run: Path) -> list[tuple[int, float]]:
     """(step, loss) from LLaMA-Factory's ``trainer_log.jsonl`` (lines that cannot be read are skipped)."""
-    import json
+    from ..data.readers import iter_jsonl
 
     path = Path(run) / "trainer_log.jsonl"
     out = []
-    if path.is_file():
-        for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
-            try:
-                rec = json.loads(line)
-                step, loss = rec["current_steps"], rec["loss"]
-            except (ValueError, KeyError, TypeError):
-                continue
-            if isinstance(step, int) and isinstance(loss, (int, float)):
-                out.append((step, float(loss)))
+    for _, rec in iter_jsonl(path) if path.is_file() else ():
+        step, loss = (rec.get("current_steps"), rec.get("loss")) if isinstance(rec, dict) else (None, None)
+        if isinstance(step, int) and isinstance(loss, (int, float)):
+            out.append((step, float(loss)))
     return out
 
 
