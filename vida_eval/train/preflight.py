@@ -21,9 +21,10 @@ from .recipe import LONGEST_VIDA_TEXT_TOKENS, Recipe, load_recipe
 GIB = 1 << 30
 
 
-def cutoff_problem(recipe: Recipe, base: Path | None = None) -> str | None:
-    """Why *recipe*'s cutoff_len cannot hold the longest ViDA sample, or None."""
-    size, tokens = recipe.largest_image(VIDA_BENCH_SIZES, base)
+def cutoff_problem(recipe: Recipe, base: Path | None = None, largest=None) -> str | None:
+    """Why *recipe*'s cutoff_len cannot hold the longest ViDA sample, or None (*largest*: the recipe's
+    ``largest_image`` of ViDA-Bench's sizes, when already known)."""
+    size, tokens = largest or recipe.largest_image(VIDA_BENCH_SIZES, base)
     need = tokens + LONGEST_VIDA_TEXT_TOKENS
     if recipe.cutoff_len < need:
         return (f"{recipe.path}: cutoff_len {recipe.cutoff_len} < {need} = {tokens} image tokens of a "
@@ -53,9 +54,10 @@ def shared_memory_free(path: str = "/dev/shm") -> int | None:
     return st.f_bavail * st.f_frsize
 
 
-def shm_problem(recipe: Recipe, ranks: int, free: int | None, base: Path | None = None) -> tuple[str | None, int]:
+def shm_problem(recipe: Recipe, ranks: int, free: int | None, base: Path | None = None,
+                largest=None) -> tuple[str | None, int]:
     """(why /dev/shm is too small for *ranks* ranks of *recipe*, or None; the bytes they need)."""
-    _, tokens = recipe.largest_image(VIDA_BENCH_SIZES, base)
+    _, tokens = largest or recipe.largest_image(VIDA_BENCH_SIZES, base)
     need = ranks * recipe.shared_memory_need(tokens)
     if need == 0 or (free is not None and free >= need):
         return None, need
@@ -70,14 +72,14 @@ def shm_problem(recipe: Recipe, ranks: int, free: int | None, base: Path | None 
 def cmd_preflight(args) -> int:
     recipe = load_recipe(args.config, args.overrides)
     problems = []
-    why = cutoff_problem(recipe)
+    largest = size, tokens = recipe.largest_image(VIDA_BENCH_SIZES)
+    why = cutoff_problem(recipe, largest=largest)
     if why:
         problems.append(why)
     ranks = args.ranks or ranks_on_this_node()
-    why, need = shm_problem(recipe, ranks, shared_memory_free(args.shm))
+    why, need = shm_problem(recipe, ranks, shared_memory_free(args.shm), largest=largest)
     if why:
         problems.append(why)
-    size, tokens = recipe.largest_image(VIDA_BENCH_SIZES)
     print(f"{recipe.path}: cutoff_len {recipe.cutoff_len} (largest bench image {size[0]}x{size[1]} -> {tokens} "
           f"tokens + {LONGEST_VIDA_TEXT_TOKENS} text); shared memory for {ranks} rank(s): {need / GIB:.1f} GiB")
     for p in problems:

@@ -10,7 +10,7 @@ image ("shape mismatch"). The rule, checked for every shipped recipe:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..images import QWEN2_VL_MAX_PIXELS, QWEN2_VL_MIN_PIXELS, pixel_values_bytes, training_image_tokens
@@ -33,6 +33,7 @@ class Recipe:
 
     path: Path
     args: dict
+    _limits: dict = field(default_factory=dict, repr=False, compare=False)  # processor limits by base folder
 
     @property
     def name(self) -> str:
@@ -75,7 +76,12 @@ class Recipe:
 
     def processor_limits(self, base: Path | None = None) -> tuple[int, int]:
         """(min_pixels, max_pixels) of the model's image processor: its preprocessor_config.json when the model is
-        a local folder, else Qwen2-VL's (the hub models' own values)."""
+        a local folder, else Qwen2-VL's (the hub models' own values). Read once: every image size asks for it."""
+        if base not in self._limits:
+            self._limits[base] = self._read_processor_limits(base)
+        return self._limits[base]
+
+    def _read_processor_limits(self, base: Path | None) -> tuple[int, int]:
         import json
 
         folder = self.model_folder(base)
