@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import zipfile
 from pathlib import Path, PurePosixPath
 
@@ -50,9 +51,12 @@ def read_json_list(path: Path) -> list:
     return parse_json_list(_read_bytes(path), str(path))
 
 
-def _safe_member(name: str) -> bool:
+def safe_relative_path(name: str) -> bool:
+    """True for a path that stays inside the folder it is relative to (an image name, a zip member): not empty,
+    not absolute, no '..', no drive ('C:...')."""
     p = PurePosixPath(name.replace("\\", "/"))
-    return not p.is_absolute() and ".." not in p.parts and not (p.parts and p.parts[0].endswith(":"))
+    return (bool(name) and not p.is_absolute() and ".." not in p.parts and not re.match(r"^[A-Za-z]:", name)
+            and not (p.parts and p.parts[0].endswith(":")))
 
 
 def _read_member(zf: zipfile.ZipFile, member: zipfile.ZipInfo, where: str) -> list:
@@ -92,7 +96,7 @@ def read_predictions(path: str | Path, names=PREDICTION_FILES) -> tuple[dict[str
             with zipfile.ZipFile(path) as zf:
                 members = [m for m in zf.infolist() if not m.is_dir()]
                 for m in members:
-                    if not _safe_member(m.filename):
+                    if not safe_relative_path(m.filename):
                         raise InputError(f"{path}: refusing member {m.filename!r} (absolute or '..' path)")
                 for name in names:
                     at_root = [m for m in members if m.filename == name]

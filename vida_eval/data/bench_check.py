@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..records import InputError, read_json_list
-from .image_check import safe_image_path
+from ..records import InputError, read_json_list, safe_relative_path
 from .layout import BENCH_GT_FIELDS, BENCH_RELEASE_FIELDS, Release
 
 
@@ -29,7 +28,7 @@ def check_bench(release_root: str | Path) -> list[str]:
             missing = [k for k in keys if not isinstance(r, dict) or k not in r]
             if missing:
                 problems.append(f"{path} record {i}: missing {', '.join(missing)}")
-            elif "image" in keys and not (isinstance(r["image"], str) and safe_image_path(r["image"])):
+            elif "image" in keys and not (isinstance(r["image"], str) and safe_relative_path(r["image"])):
                 problems.append(f"{path} record {i}: image {r['image']!r} is not a file name in the images folder")
             elif "image" in keys and not (release.val_images / r["image"]).is_file():
                 problems.append(f"{path} record {i}: image {r['image']!r} not found in {release.val_images}")

@@ -38,9 +38,8 @@ from pathlib import Path
 from .. import prompts
 from ..files import ensure_dir, write_json
 from ..parsing import parse_boxes, parse_grounding
-from ..records import InputError, read_json, read_json_list
+from ..records import InputError, read_json, read_json_list, safe_relative_path
 from ..vocab import QUALITY_LEVELS
-from .image_check import safe_image_path
 from .layout import Release
 from .readers import iter_jsonl
 
@@ -76,7 +75,7 @@ def _number(v) -> float:
 def _metadata_problem(m) -> str | None:
     if not isinstance(m, dict):
         return "not an object"
-    if not isinstance(m.get("image"), str) or not safe_image_path(m["image"]):
+    if not isinstance(m.get("image"), str) or not safe_relative_path(m["image"]):
         return f"image {m.get('image')!r} is not a file name"
     if m.get("level") not in QUALITY_LEVELS:
         return f"level {m.get('level')!r} is not a quality level"

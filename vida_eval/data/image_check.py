@@ -10,19 +10,14 @@ model sees. ``frame_report`` counts both and names examples.
 
 from __future__ import annotations
 
-import re
 from collections import Counter
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 from ..images import header, rotated
+from ..records import safe_relative_path
 
 EXAMPLES = 5
-
-
-def safe_image_path(name: str) -> bool:
-    p = PurePosixPath(name.replace("\\", "/"))
-    return bool(name) and not p.is_absolute() and ".." not in p.parts and not re.match(r"^[A-Za-z]:", name)
 
 
 @dataclass
@@ -50,7 +45,7 @@ class ImageCheck:
         return info.width, info.height
 
     def _check(self, name: str) -> str | None:
-        if not safe_image_path(name):
+        if not safe_relative_path(name):
             return f"image path {name!r} escapes the image folder (refused)"
         path = self.folder / name
         if not path.is_file():

@@ -12,10 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .. import prompts
-from ..data.image_check import safe_image_path
 from ..data.layout import BENCH_RELEASE_FIELDS
 from ..parsing import parse_choice, parse_description, parse_grounding
-from ..records import InputError, read_json_list
+from ..records import InputError, read_json_list, safe_relative_path
 from ..scoring import DETECTION, REGION
 
 TASKS = ("perception", "grounding", "description", "scoring")
@@ -64,7 +63,7 @@ def _load(path: Path) -> list[dict]:
         missing = [k for k in BENCH_RELEASE_FIELDS[path.name] if k not in r]
         if missing:
             raise InputError(f"{where} (id {r.get('id')!r}): no {', '.join(missing)}")
-        if not isinstance(r["image"], str) or not safe_image_path(r["image"]):
+        if not isinstance(r["image"], str) or not safe_relative_path(r["image"]):
             raise InputError(f"{where} (id {r['id']!r}): image {r['image']!r} is not a file name in the images folder")
         if not isinstance(r.get("question", ""), str):
             raise InputError(f"{where} (id {r['id']!r}): question is not text")
