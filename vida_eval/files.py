@@ -23,7 +23,7 @@ _SYSTEM_TREES = (Path("/proc"), Path("/sys"), Path("/dev"))
 
 def _under_system_tree(path: Path) -> bool:
     resolved = path.resolve()
-    return any(resolved == root or root in resolved.parents for root in _SYSTEM_TREES)
+    return any(resolved.is_relative_to(root) for root in _SYSTEM_TREES)
 
 
 def _existing_ancestor(path: Path) -> Path:

@@ -196,7 +196,7 @@ def carve(release_root: str | Path, n: int, out: str | Path, seed: int = 0) -> C
     """Write a local bench of *n* training images of *release_root* into *out*; see the module docstring."""
     release = Release(release_root)
     out = Path(out)
-    if out.resolve() == release.root.resolve() or release.root.resolve() in out.resolve().parents:
+    if release.holds(out):
         raise InputError(f"{out}: inside the release {release.root}; carve the bench into a folder outside it")
     if not release.train_metadata.is_file():
         raise InputError(f"{release.train_metadata}: missing (the bench's ground truth comes from it)")

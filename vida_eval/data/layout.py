@@ -81,6 +81,10 @@ class Release:
     def combined(self) -> Path:
         return self.qwen2 / COMBINED
 
+    def holds(self, path: str | Path) -> bool:
+        """True when *path* (resolved) is the release folder or inside it: no place for what is made from it."""
+        return Path(path).resolve().is_relative_to(self.root.resolve())
+
     def layout_problems(self) -> list[str]:
         """Folders that several names match (a plain ``ViDA-P/`` beside ``ViDA-P(detailed quality perception)/``):
         which one holds the data cannot be told, and reading either would drop the other's records."""

@@ -276,8 +276,7 @@ def _reason_class(reason: str) -> str:
 
 
 def _out_problem(release: Release, out: Path) -> str | None:
-    root, target = release.root.resolve(), out.resolve()
-    if target == root or root in target.parents:
+    if release.holds(out):
         return f"{out}: inside the release {release.root}; prepare into a folder outside it"
     if out.is_dir() and (out / "images").exists() and not (out / "images").is_symlink():
         return f"{out}: holds an 'images' folder of its own; prepare into another folder"
