@@ -91,6 +91,8 @@ def cmd_check(args) -> int:
     from .bench_check import check_bench
     from .prepare import prepare
 
+    if args.prepared and not args.exclude:  # a usage error: said before the release is read
+        raise InputError("--prepared needs --exclude HOLDOUT.json: the images that must not be in training")
     summary = prepare(args.path, None, verify_images=not args.no_verify, progress_factory=_file_bar,
                       recipe=_recipe(args), exclude=args.exclude)
     rejected = _print_summary(summary)
@@ -111,8 +113,6 @@ def _print_leaks(args) -> int:
     """With --prepared and --exclude: the prepared records about held-out images (stderr); returns how many."""
     if not args.prepared:
         return 0
-    if not args.exclude:
-        raise InputError("--prepared needs --exclude HOLDOUT.json: the images that must not be in training")
     from .holdout import held_out_images, leaks
 
     found = leaks(args.prepared, held_out_images(args.exclude))
