@@ -97,7 +97,7 @@ def main(argv=None) -> int:
 
     model, extra = args.model, args.extra
     if args.dummy_7b:
-        from vida_eval.tiny_model import QWEN2_VL_7B, build_tiny_model
+        from vida_eval.models.tiny import QWEN2_VL_7B, build_tiny_model
 
         model = str(build_tiny_model(args.out / "qwen2vl-7b-shape", QWEN2_VL_7B, weights=False))
         extra = ["--load-format", "dummy", *extra]

@@ -71,7 +71,7 @@ def main() -> int:
     model = args.model
     extra = list(args.extra)
     if args.dummy_7b:
-        from vida_eval.tiny_model import QWEN2_VL_7B, build_tiny_model
+        from vida_eval.models.tiny import QWEN2_VL_7B, build_tiny_model
 
         model = str(build_tiny_model(args.out.parent / "qwen2vl-7b-shape", QWEN2_VL_7B, weights=False))
         extra += ["--load-format", "dummy", "--backend", "vllm"]

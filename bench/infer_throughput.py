@@ -146,7 +146,7 @@ def main() -> None:
     from vida_eval.images import load_image
     from vida_eval.infer.backends import VLLMBackend
     from vida_eval.infer.runner import AnswerCache, run_requests
-    from vida_eval.tiny_model import QWEN2_VL_7B, TinySpec, build_tiny_model
+    from vida_eval.models.tiny import QWEN2_VL_7B, TinySpec, build_tiny_model
 
     work = Path(tempfile.mkdtemp(prefix="vida-bench-"))
     tiny = args.shape == "tiny"

@@ -56,7 +56,7 @@ def build_model(shape: str, folder: Path) -> Path:
     from dataclasses import replace
 
     from vida_eval.images import QWEN2_VL_MAX_PIXELS, QWEN2_VL_MIN_PIXELS
-    from vida_eval.tiny_model import QWEN2_VL_2B, QWEN2_VL_7B, TinySpec, build_tiny_model
+    from vida_eval.models.tiny import QWEN2_VL_2B, QWEN2_VL_7B, TinySpec, build_tiny_model
 
     if (folder / "model.safetensors.index.json").is_file() or (folder / "model.safetensors").is_file():
         return folder

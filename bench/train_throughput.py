@@ -72,7 +72,7 @@ def main() -> None:
 
     from vida_eval.data.prepare import prepare
     from vida_eval.data.synth import synthesize
-    from vida_eval.tiny_model import QWEN2_VL_2B, TinySpec, build_tiny_model
+    from vida_eval.models.tiny import QWEN2_VL_2B, TinySpec, build_tiny_model
 
     cuda = torch.cuda.is_available()
     work = Path(tempfile.mkdtemp(prefix="vida-train-bench-"))

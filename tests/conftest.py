@@ -44,7 +44,7 @@ def real_model(tmp_path_factory):
     from dataclasses import replace
 
     from vida_eval.images import QWEN2_VL_MAX_PIXELS, QWEN2_VL_MIN_PIXELS
-    from vida_eval.tiny_model import TinySpec, build_tiny_model
+    from vida_eval.models.tiny import TinySpec, build_tiny_model
 
     return build_tiny_model(tmp_path_factory.mktemp("real-model") / "tiny-real",
                             replace(TinySpec(), min_pixels=QWEN2_VL_MIN_PIXELS, max_pixels=QWEN2_VL_MAX_PIXELS))

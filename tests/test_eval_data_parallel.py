@@ -9,7 +9,7 @@ import subprocess
 import pytest
 
 from vida_eval.data.synth import synthesize
-from vida_eval.tiny_model import build_tiny_model
+from vida_eval.models.tiny import build_tiny_model
 
 from .conftest import ROOT, VLLM_PYTHON
 

@@ -17,7 +17,7 @@ spec.loader.exec_module(floor)
 def tiny(tmp_path_factory):
     from transformers import AutoProcessor, Qwen2VLForConditionalGeneration
 
-    from vida_eval.tiny_model import build_tiny_model
+    from vida_eval.models.tiny import build_tiny_model
 
     folder = build_tiny_model(tmp_path_factory.mktemp("floor") / "model")
     # Eager attention: its matmuls are what torch's counter counts (it has no formula for the CPU's fused kernel).

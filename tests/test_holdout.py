@@ -128,7 +128,7 @@ def test_no_held_out_image_is_in_the_prepared_training_files(release, bench, tmp
 
 @pytest.mark.skipif(not Path(sys.executable).with_name("llamafactory-cli").is_file(), reason="no LLaMA-Factory")
 def test_sweep_scores_every_checkpoint_once(release, bench, tmp_path, capsys):
-    from vida_eval.tiny_model import build_tiny_model
+    from vida_eval.models.tiny import build_tiny_model
 
     work = tmp_path / "work"
     model = build_tiny_model(work / "models" / "tiny-qwen2vl")

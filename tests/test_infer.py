@@ -19,7 +19,7 @@ from vida_eval.data.synth import synthesize
 from vida_eval.infer.runner import AnswerCache
 from vida_eval.infer.tasks import BUILDERS
 from vida_eval.records import InputError
-from vida_eval.tiny_model import build_tiny_model
+from vida_eval.models.tiny import build_tiny_model
 
 from .conftest import ROOT, VLLM_PYTHON
 

@@ -322,7 +322,7 @@ def test_a_ground_truth_distortion_that_is_text_is_reported(tmp_path, capsys):
 
 @pytest.fixture(scope="module")
 def model(tmp_path_factory):
-    from vida_eval.tiny_model import build_tiny_model
+    from vida_eval.models.tiny import build_tiny_model
 
     return build_tiny_model(tmp_path_factory.mktemp("reliability-model") / "model")
 

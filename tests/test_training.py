@@ -7,6 +7,7 @@ import socket
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,9 @@ import yaml
 
 from vida_eval.data.prepare import prepare
 from vida_eval.data.synth import synthesize
-from vida_eval.tiny_model import build_tiny_model
+from vida_eval.models.families import family_of_model
+from vida_eval.models.tiny import TinySpec, build_tiny_model
+from vida_eval.train.recipe import load_recipe
 
 from .conftest import ROOT
 
@@ -35,6 +38,10 @@ def workspace(tmp_path_factory):
     shutil.copy(ROOT / "dataset_info.json", root / "data" / "dataset_info.json")
     for name in ("vida", "vida_mini", "vida_synth"):
         prepare(release, root / "data" / name)
+    from vida_eval.models.families import QWEN2_5_VL
+
+    prepare(release, root / "data" / "vida-qwen2_5_vl", recipe=load_recipe(ROOT / QWEN2_5_VL.recipe),
+            family=QWEN2_5_VL)
     return root
 
 
@@ -106,7 +113,7 @@ def test_learning_proof_recipe_matches_the_small_model(tmp_path):
     import torch
     from transformers import AutoImageProcessor, Qwen2VLConfig, Qwen2VLForConditionalGeneration
 
-    from vida_eval.tiny_model import SMALL
+    from vida_eval.models.tiny import SMALL
 
     recipe = _load(ROOT / "configs" / "small_full.yaml")
     assert recipe["finetuning_type"] == "full" and recipe["dataset"] == "vida_synth"
@@ -132,7 +139,7 @@ def test_every_registered_dataset_loads_through_llamafactory(workspace, monkeypa
 
     monkeypatch.chdir(workspace)
     info = json.loads((workspace / "data" / "dataset_info.json").read_text())
-    assert len(info) == 12
+    assert len(info) == 22
     for name in info:
         args = dict(model_name_or_path=str(workspace / "models" / "tiny-qwen2vl"), stage="sft", do_train=True,
                     finetuning_type="lora", dataset=name, dataset_dir="data", template="qwen2_vl", cutoff_len=1024,
@@ -277,7 +284,12 @@ def test_shipped_data_settings_train_on_a_12_megapixel_photo(recipes, real_model
     args = _load(recipes[0])
     for key in ("deepspeed", "tf32", "warmup_ratio", "num_train_epochs"):
         args.pop(key, None)
-    args.update(model_name_or_path=str(real_model), dataset="vida_combined", dataset_dir=str(data),
+    family = family_of_model(args["model_name_or_path"])
+    model = real_model
+    if family.factor != 28:  # a tiny checkpoint of the recipe's family, with its processor's own limits
+        model = build_tiny_model(tmp_path / "model", replace(TinySpec(), min_pixels=family.min_pixels,
+                                                             max_pixels=family.max_pixels), family=family)
+    args.update(model_name_or_path=str(model), dataset="vida_combined", dataset_dir=str(data),
                 output_dir=str(tmp_path / "out"), tokenized_path=str(tmp_path / "tokenized"), max_steps=1,
                 per_device_train_batch_size=1, gradient_accumulation_steps=1, use_cpu=True, bf16=False,
                 preprocessing_num_workers=1, dataloader_num_workers=0, logging_steps=1, save_steps=1000,
@@ -294,7 +306,9 @@ def test_shipped_data_settings_train_on_a_12_megapixel_photo(recipes, real_model
     template = get_template_and_fix_tokenizer(tok["tokenizer"], data_args)
     ds = get_dataset(template, model_args, data_args, training_args, "sft", **tok)["train_dataset"]
     pad = tok["tokenizer"].convert_tokens_to_ids("<|image_pad|>")
-    assert len(ds) == len(big) and all(row["input_ids"].count(pad) == 8112 for row in ds)  # no image cut
+    photo = load_recipe(config).image_tokens(3120, 4160)
+    assert photo == 8112  # 3120x4160 at both families' limits of 8,192 tokens
+    assert len(ds) == len(big) and all(row["input_ids"].count(pad) == photo for row in ds)  # no image cut
 
 
 def _largest(release) -> str:

@@ -9,19 +9,11 @@ import time
 from pathlib import Path
 
 from .cli_args import Parser, existing_dir, existing_file, existing_path, output_file
+from .console import print_diagnostics, print_table
 from .files import write_json
 from .records import InputError, read_ground_truth, read_json_list, read_predictions
 
 EXIT_UNUSABLE = 2
-
-
-def _print_diagnostics(diags, limit: int = 30) -> None:
-    zeroing = [d for d in diags if d.severity == "zeroes"]
-    warnings = [d for d in diags if d.severity != "zeroes"]
-    for d in (zeroing + warnings)[:limit]:
-        print(str(d), file=sys.stderr)
-    if len(diags) > limit:
-        print(f"... {len(diags) - limit} more diagnostics (see the JSON output)", file=sys.stderr)
 
 
 # ------------------------------------------------------------------- parse
@@ -57,25 +49,6 @@ def cmd_parse(args) -> int:
 
 # ------------------------------------------------------------------- score
 
-def print_table(report, file=None) -> None:
-    file = file or sys.stdout
-    official = report.official()
-    lenient = report.counted_wrong()
-    zeroed = {name for name, r in report.results.items() if r.zeroed}
-    print(f"{'metric':<26}{'official':>12}{'flagged as wrong':>18}", file=file)
-    print("-" * 56, file=file)
-    for k, v in official.items():
-        extra = f"{lenient[k]:>18.4f}" if (k in zeroed or (k == 'Final Score' and zeroed)) else ""
-        print(f"{k:<26}{v:>12.4f}{extra}", file=file)
-    if "Correlation" in report.results:
-        d = report.results["Correlation"].details
-        print(f"{'SRCC / PLCC / mean':<26}{d.get('SRCC', 0):>8.4f} {d.get('PLCC', 0):.4f} "
-              f"{report.results['Correlation'].official:.4f}", file=file)
-    if "Perception Accuracy" in report.results:
-        pc = report.results["Perception Accuracy"].details["per_concern"]
-        print("perception by concern: " + ", ".join(f"{k} {v:.4f}" for k, v in pc.items()), file=file)
-
-
 def cmd_score(args) -> int:
     from .scoring import fill_parsed_fields, needed_ground_truth, score
 
@@ -95,7 +68,7 @@ def cmd_score(args) -> int:
     diags = report.diagnostics
     if diags:
         print(f"\n{len(diags)} diagnostics:", file=sys.stderr)
-        _print_diagnostics(diags)
+        print_diagnostics(diags)
     print(f"\nscored in {time.perf_counter() - start:.2f} s" + (f"; wrote {args.out}" if args.out else ""))
     return 0
 
@@ -110,7 +83,7 @@ def cmd_submit(args) -> int:
     diags = check_and_repair(files)
     for n in notes:
         print(f"WARNING: {n}", file=sys.stderr)
-    _print_diagnostics(diags)
+    print_diagnostics(diags)
     blocking = [d for d in diags if d.severity == "zeroes"]
     if blocking and not args.force:
         print(f"{len(blocking)} problems would make the official scorer return 0.0 for a metric; "

@@ -3,10 +3,10 @@
 Each module registers its own parser; heavy imports stay inside the commands.
 """
 
-from . import tiny_model
 from .data import cli as data_cli
 from .infer import cli as infer_cli
 from .infer import sweep
+from .models import tiny as tiny_model
 from .train import preflight
 
 REGISTER: list = [data_cli.register, tiny_model.register, infer_cli.register, sweep.register, preflight.register]

@@ -9,8 +9,8 @@ tagged "rotate 90" reaches the model exactly as it was trained on it.
 disagrees with the metadata, the sign of a release annotated in another frame.
 
 Token counts follow Qwen2-VL's processor: sides rounded to multiples of
-patch x merge (28 px) within [min_pixels, max_pixels] (transformers'
-``smart_resize``), one token per 28 x 28 px. LLaMA-Factory first shrinks (or
+patch x merge (28 px; 32 px for Qwen3-VL) within [min_pixels, max_pixels]
+(transformers' ``smart_resize``), one token per 28 x 28 px. LLaMA-Factory first shrinks (or
 grows) an image to its ``image_max_pixels`` / ``image_min_pixels``, truncating
 each side to an integer, and the processor resizes the result.
 """
@@ -69,7 +69,8 @@ def rotated(orientation: int | None) -> bool:
 
 def smart_resize(width: int, height: int, min_pixels: int, max_pixels: int,
                  factor: int = PATCH_SIZE * MERGE_SIZE) -> tuple[int, int]:
-    """(width, height) after the Qwen2-VL processor's resize: transformers' own ``smart_resize``."""
+    """(width, height) after the Qwen2-VL processor's resize (Qwen2.5-VL's and Qwen3-VL's too, with their
+    factor): transformers' own ``smart_resize``."""
     from transformers.models.qwen2_vl.image_processing_qwen2_vl import smart_resize as resize
 
     h, w = resize(height, width, factor=factor, min_pixels=min_pixels, max_pixels=max_pixels)
@@ -94,18 +95,30 @@ def llamafactory_resize(width: int, height: int, max_pixels: int, min_pixels: in
 
 
 def image_tokens(width: int, height: int, min_pixels: int = QWEN2_VL_MIN_PIXELS,
-                 max_pixels: int = QWEN2_VL_MAX_PIXELS) -> int:
-    """Tokens of an image given to the processor as it is (evaluation): one per 28 x 28 px after smart_resize."""
-    w, h = smart_resize(width, height, min_pixels, max_pixels)
-    return (w // PATCH_SIZE) * (h // PATCH_SIZE) // MERGE_SIZE ** 2
+                 max_pixels: int = QWEN2_VL_MAX_PIXELS, factor: int = PATCH_SIZE * MERGE_SIZE) -> int:
+    """Tokens of an image given to the processor as it is (evaluation): one per factor x factor px after
+    smart_resize (28 for Qwen2-VL and Qwen2.5-VL, 32 for Qwen3-VL)."""
+    w, h = smart_resize(width, height, min_pixels, max_pixels, factor)
+    return (w // factor) * (h // factor)
+
+
+def training_frame(width: int, height: int, image_min_pixels: int, image_max_pixels: int,
+                   processor_min_pixels: int = QWEN2_VL_MIN_PIXELS, processor_max_pixels: int = QWEN2_VL_MAX_PIXELS,
+                   factor: int = PATCH_SIZE * MERGE_SIZE) -> tuple[int, int]:
+    """(width, height) the model sees in LLaMA-Factory training: its resize to the recipe's limits, then the
+    processor's."""
+    w, h = llamafactory_resize(width, height, image_max_pixels, image_min_pixels)
+    return smart_resize(w, h, processor_min_pixels, processor_max_pixels, factor)
 
 
 def training_image_tokens(width: int, height: int, image_min_pixels: int, image_max_pixels: int,
                           processor_min_pixels: int = QWEN2_VL_MIN_PIXELS,
-                          processor_max_pixels: int = QWEN2_VL_MAX_PIXELS) -> int:
-    """Tokens of an image in LLaMA-Factory training: its resize to the recipe's limits, then the processor's."""
-    w, h = llamafactory_resize(width, height, image_max_pixels, image_min_pixels)
-    return image_tokens(w, h, processor_min_pixels, processor_max_pixels)
+                          processor_max_pixels: int = QWEN2_VL_MAX_PIXELS,
+                          factor: int = PATCH_SIZE * MERGE_SIZE) -> int:
+    """Tokens of an image in LLaMA-Factory training."""
+    w, h = training_frame(width, height, image_min_pixels, image_max_pixels, processor_min_pixels,
+                          processor_max_pixels, factor)
+    return (w // factor) * (h // factor)
 
 
 def pixel_values_bytes(tokens: int) -> int:

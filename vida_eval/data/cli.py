@@ -49,6 +49,10 @@ def _print_summary(summary: dict) -> int:
         print(f"lengths by {recipe['file']} (cutoff_len {recipe['cutoff_len']}, template {recipe['template']}, "
               f"image pixels {recipe['image_pixels'][0]}..{recipe['image_pixels'][1]}; {recipe['tokenizer']})")
     tokens = " tokens p50 / p99 / max" if recipe else ""
+    fam = summary.get("family")
+    if fam and fam["boxes"] != "relative":
+        print(f"boxes for {fam['family']}: {fam['boxes']} pixels of each image as the recipe resizes it "
+              f"(image pixels {fam['image_pixels'][0]}..{fam['image_pixels'][1]}, sides multiples of {fam['factor']})")
     held = summary.get("holdout")
     if held:
         print(f"held out: the {held['images']} images of {held['file']}")
@@ -132,10 +136,12 @@ def _print_losses(summary: dict) -> int:
 
 
 def cmd_prepare(args) -> int:
+    from ..models.families import get_family
     from .prepare import prepare
 
     summary = prepare(args.release, args.out, verify_images=not args.no_verify, progress_factory=_file_bar,
-                      recipe=_recipe(args), exclude=args.exclude)
+                      recipe=_recipe(args), exclude=args.exclude,
+                      family=get_family(args.family) if args.family else None)
     _print_summary(summary)
     lost = _print_losses(summary)
     print(f"LLaMA-Factory files in {args.out}; report {Path(args.out) / 'prepare_report.json'}; "
@@ -173,6 +179,7 @@ def cmd_holdout(args) -> int:
 
 def register(sub) -> None:
     from ..cli_args import existing_dir, existing_file, existing_path, non_negative_int, output_dir, positive_int
+    from ..models.families import FAMILIES
 
     p = sub.add_parser("data", help="synthesize, check and prepare ViDA data")
     dsub = p.add_subparsers(dest="data_command", required=True)
@@ -203,6 +210,9 @@ def register(sub) -> None:
     sp.add_argument("--no-verify", action="store_true", help="check that images exist without decoding them")
     sp.add_argument("--recipe", type=existing_file, help=RECIPE_HELP)
     sp.add_argument("--exclude", type=existing_path, help=EXCLUDE_HELP)
+    sp.add_argument("--family", choices=sorted(FAMILIES),
+                    help="write boxes in this model family's convention (default: the --recipe model's, else "
+                         "qwen2_vl, ViDA's own 0..1000); qwen2_5_vl needs --recipe for its pixel limits")
     sp.set_defaults(func=cmd_prepare)
 
     sp = dsub.add_parser("holdout", help="carve a local ViDA-Bench, with ground truth, out of the training release")

@@ -45,7 +45,7 @@ from .readers import iter_json_array, iter_jsonl
 
 READ_ERROR_KINDS = ("JSON", "invalid UTF-8", "not a JSON list")
 # Keys of a prepare summary that are not datasets.
-SUMMARY_KEYS = ("images", "recipe", "removed", "holdout")
+SUMMARY_KEYS = ("images", "recipe", "removed", "holdout", "family")
 
 ROLES = {"human": "human", "user": "human", "gpt": "gpt", "assistant": "gpt"}
 _BOX = re.compile(re.escape(BOX_START) + r"\(\s*(-?\d+)\s*,\s*(-?\d+)\s*\)\s*,\s*\(\s*(-?\d+)\s*,\s*(-?\d+)\s*\)"
@@ -219,9 +219,12 @@ def _length_problem(cleaned: dict, images: ImageCheck, counter, report: FileRepo
 
 def process_file(path: Path, reader, images: ImageCheck, image_prefix: str, out_file: Path | None,
                  rejects_file: Path | None, progress=None, counter=None, ids_elsewhere=None,
-                 name: str = "", exclude: set[str] | frozenset = frozenset()) -> FileReport:
+                 name: str = "", exclude: set[str] | frozenset = frozenset(), boxes=None) -> FileReport:
     """Check every record of *path*; kept ones go to *out_file*, rejected ones (with line and reason) to
-    *rejects_file*, each written atomically. A stale rejects file of an earlier run is removed."""
+    *rejects_file*, each written atomically. A stale rejects file of an earlier run is removed. *boxes* (a
+    ``prepared.RecordBoxes``) puts each kept record's boxes in a model family's convention."""
+    from .prepared import BoxConventionError
+
     report = FileReport()
     seen: Counter = Counter()
     with ExitStack() as stack:
@@ -240,8 +243,10 @@ def process_file(path: Path, reader, images: ImageCheck, image_prefix: str, out_
                 record = rec
                 try:
                     cleaned = check_record(rec, images, seen, report, ids_elsewhere, name)
+                    if boxes is not None:
+                        cleaned = boxes(cleaned, images.size)
                     reason = _length_problem(cleaned, images, counter, report) if counter else None
-                except RecordError as e:
+                except (RecordError, BoxConventionError) as e:
                     cleaned, reason = None, str(e)
                 if reason is not None:
                     cleaned = None
@@ -284,7 +289,7 @@ def _out_problem(release: Release, out: Path) -> str | None:
 
 
 def prepare(release_root: str | Path, out: str | Path | None, verify_images: bool = True,
-            progress_factory=None, recipe=None, exclude: str | Path | None = None) -> dict:
+            progress_factory=None, recipe=None, exclude: str | Path | None = None, family=None) -> dict:
     """Check every training file of a release; with *out*, write the LLaMA-Factory files there.
 
     *out* gets ``<name>.jsonl`` per registered dataset, an ``images`` link to
@@ -293,7 +298,8 @@ def prepare(release_root: str | Path, out: str | Path | None, verify_images: boo
     LLaMA-Factory ``dataset_dir``. With *recipe* (a ``train.recipe.Recipe``), records
     longer than its ``cutoff_len`` are rejected and each file's lengths summarised.
     With *exclude* (a ``holdout.json`` of ``vida-eval data holdout``), records about its images are left out
-    and counted (``held_out``). A registered file that is missing is reported (``missing``) and no output is left for it;
+    and counted (``held_out``). With *family* (a ``models.families.Family``; default the recipe's model's, else
+    Qwen2-VL), every box is written in its convention and ``family.json`` records it. A registered file that is missing is reported (``missing``) and no output is left for it;
     the outputs of an earlier preparation into *out* are replaced, and those it would leave stale removed.
 
     Returns {dataset name: its report, ..., "images": the frame report, "recipe": what lengths were counted
@@ -315,6 +321,7 @@ def prepare(release_root: str | Path, out: str | Path | None, verify_images: boo
         from .holdout import held_out_images
 
         held = held_out_images(exclude)
+    family, boxes = _family_boxes(family, recipe)
     counter = None
     if recipe is not None:
         from ..train.lengths import LengthCounter
@@ -345,7 +352,7 @@ def prepare(release_root: str | Path, out: str | Path | None, verify_images: boo
                               out / f"{name}.jsonl" if out else None,
                               out / "rejects" / f"{name}.jsonl" if out else None,
                               bar.update if bar is not None else None, counter,
-                              None if name == "vida_combined" else ids_elsewhere, name, held)
+                              None if name == "vida_combined" else ids_elsewhere, name, held, boxes)
         if bar is not None:
             bar.close()
         if out is not None and name == "vida_combined":
@@ -358,10 +365,34 @@ def prepare(release_root: str | Path, out: str | Path | None, verify_images: boo
         summary["recipe"] = {"file": str(recipe.path), "cutoff_len": recipe.cutoff_len,
                              "image_pixels": [recipe.image_min_pixels, recipe.image_max_pixels],
                              "template": recipe.template, "tokenizer": counter.tokenizer_source}
+    summary["family"] = boxes.convention if boxes is not None else {"family": family.name, "boxes": family.boxes,
+                                                                     "template": family.template}
     if out is not None:
+        from .prepared import write_convention
+
         summary["removed"] = _remove_stale(out, [f.name for f in files if f.problem])
+        write_convention(out, summary["family"])
         write_json(out / "prepare_report.json", summary)
     return summary
+
+
+def _family_boxes(family, recipe):
+    """(the family to prepare for, its ``RecordBoxes`` or None): *family*, else the recipe's model's; InputError
+    when the two disagree on boxes, or when pixel boxes have no recipe to give their limits."""
+    from ..models.families import DEFAULT
+    from .prepared import RecordBoxes
+
+    model_family = recipe.family() if recipe is not None else None
+    family = family or model_family or DEFAULT
+    if model_family is not None and family.boxes != model_family.boxes:
+        raise InputError(f"--family {family.name} writes {family.boxes} boxes, but {recipe.path} trains "
+                         f"{model_family.title} ({model_family.boxes} boxes): pass --family {model_family.name}")
+    if not family.converts_boxes:
+        return family, None
+    if recipe is None:
+        raise InputError(f"--family {family.name}: {family.title} boxes are pixels of the image as training resizes "
+                         f"it; give the training recipe (--recipe {family.recipe}) for its pixel limits")
+    return family, RecordBoxes(family, recipe)
 
 
 def _remove_stale(out: Path, missing: list[str]) -> list[str]:

@@ -22,40 +22,11 @@ from pathlib import Path
 
 from .. import prompts
 from ..images import ImageError, load_image
+from ..models.families import family_of_model, level_token_ids
+from ..models.fingerprint import model_fingerprint
 from .tasks import Request
 
 EOS = "<|im_end|>"
-
-
-def model_fingerprint(model: str, adapter: str | None = None) -> str:
-    """A short hash of a model folder (config and weight files' sizes, heads and tails) and adapter."""
-    h = hashlib.sha256()
-    for root in filter(None, (model, adapter)):
-        p = Path(root)
-        if not p.is_dir():
-            h.update(str(root).encode())
-            continue
-        for f in sorted(p.iterdir()):
-            if f.suffix in (".json", ".safetensors", ".bin", ".jinja") and f.is_file():
-                size = f.stat().st_size
-                h.update(f"{f.name}:{size}".encode())
-                with open(f, "rb") as fh:
-                    h.update(fh.read(1 << 16))
-                    if size > 1 << 17:
-                        fh.seek(-(1 << 16), 2)
-                        h.update(fh.read(1 << 16))
-    return h.hexdigest()[:16]
-
-
-def level_token_ids(tokenizer) -> list[int]:
-    """Ids of ' excellent' ... ' bad': each is one token of the Qwen2 vocabulary."""
-    ids = []
-    for word in prompts.SCORING_LEVEL_TOKENS:
-        toks = tokenizer.encode(word, add_special_tokens=False)
-        if len(toks) != 1:
-            raise ValueError(f"{word!r} is not a single token for this tokenizer: {toks}")
-        ids.append(toks[0])
-    return ids
 
 
 def _softmax(values: list[float]) -> list[float]:
@@ -145,7 +116,7 @@ class HFBackend(LocalModelBackend):
 
             self.model = PeftModel.from_pretrained(self.model, adapter).merge_and_unload().eval()
         tok = self.processor.tokenizer
-        self.level_ids = level_token_ids(tok)
+        self.level_ids = level_token_ids(tok, family_of_model(model))
         self.stop_ids = {tok.convert_tokens_to_ids(EOS), tok.convert_tokens_to_ids("<|endoftext|>")}
         self.pad_id = tok.pad_token_id
 
@@ -234,7 +205,7 @@ class VLLMBackend(LocalModelBackend):
             kwargs.update(enable_lora=True, max_lora_rank=_lora_rank(adapter), max_loras=1)
         self.llm = LLM(**kwargs)
         self.tokenizer = self.chat = self.llm.get_tokenizer()
-        self.level_ids = level_token_ids(self.tokenizer)
+        self.level_ids = level_token_ids(self.tokenizer, family_of_model(model))
         self.lora = None
         self._lora_ids: dict[str, int] = {}
         if adapter:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from ..cli_args import choice_list, existing_dir, fraction, output_dir, positive_int
 from ..files import ensure_dir, write_json
+from ..models.families import FAMILIES
 from ..records import InputError, read_json
 from .tasks import PIXEL_CHOICES, TASKS
 
@@ -84,14 +85,29 @@ def check_model_args(args) -> None:
             raise InputError(f"--lora: {e}") from None
 
 
+def model_family(args):
+    """(the model's family, its processor's default pixel limits): --family, else the model folder's config.json
+    or the served model's name, else Qwen2-VL; a folder of another family than --family is an InputError."""
+    from ..models.families import processor_limits, resolve_family
+
+    folder = Path(args.model) if args.backend != "openai" and (Path(args.model) / "config.json").is_file() else None
+    family = resolve_family(args.family, folder or args.model)
+    if family.converts_boxes:
+        print(f"family: {family.title}, boxes in pixels of each image as its processor resizes it (converted to and "
+              "from 0..1000)", file=sys.stderr)
+    return family, processor_limits(folder, family)
+
+
 def _run_tasks(args, tasks, backend=None) -> tuple[Path, dict, Path | None]:
     """Answer *tasks* into ``args.out``; with *backend* (an engine already started) it is used and left open."""
     from .runner import call_groups, find_bench, run_group
-    from .tasks import BUILDERS, with_pixels
+    from .tasks import BUILDERS, in_family, with_pixels
 
     release, images, gt = find_bench(Path(args.bench), Path(args.images) if args.images else None)
+    family, limits = model_family(args)
     # Every bench file is read before a model loads.
-    requests = {task: with_pixels(BUILDERS[task](release, images), args.pixels, dict(args.max_pixels).get(task))
+    requests = {task: in_family(with_pixels(BUILDERS[task](release, images), args.pixels,
+                                            dict(args.max_pixels).get(task)), family, limits)
                 for task in tasks}
     check_model_args(args)
     out = ensure_dir(args.out)
@@ -127,7 +143,7 @@ def cmd_infer(args) -> int:
 
 def cmd_eval(args, backend=None) -> int:
     """Every task, the submission, scores (with ground truth) and the report in ``args.out``."""
-    from ..cli import _print_diagnostics, print_table
+    from ..console import print_diagnostics, print_table
     from ..records import SUBMISSION_FILES
     from ..report import write_report
     from ..scoring import score
@@ -150,7 +166,7 @@ def cmd_eval(args, backend=None) -> int:
         write_json(out / "scores.json", report.to_dict())
         print_table(report)
         diags = report.diagnostics
-    _print_diagnostics(diags, limit=10)
+    print_diagnostics(diags, limit=10)
     plots = write_report(out, gt_dir, report)
     write_json(out / "timings.json", {**timings, "total_seconds": round(time.perf_counter() - start, 2)})
     print(f"report: {', '.join(str(p) for p in plots)}")
@@ -186,6 +202,9 @@ def _common(sp, model_required: bool = True) -> None:
                          "tasks the processor's 4..16,384) or train (the challenge recipe's 256..8,192 for every task)")
     sp.add_argument("--max-pixels", type=task_pixels, action="append", default=[], metavar="TASK=N",
                     help="one task's max_pixels (repeatable), over --pixels")
+    sp.add_argument("--family", choices=sorted(FAMILIES),
+                    help="the model's family, for its box convention (default: the model folder's config.json, or "
+                         "the served model's name; else qwen2_vl)")
 
 
 def add_tasks_option(sp) -> None:

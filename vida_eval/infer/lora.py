@@ -61,7 +61,7 @@ def merged_model(model: str, adapter: str, out_dir: str | Path) -> Path:
     weights is rebuilt. The merge writes to a temporary folder first, so an interrupted merge leaves nothing
     that looks finished.
     """
-    from .backends import model_fingerprint
+    from ..models.fingerprint import model_fingerprint
 
     out_dir = Path(out_dir)
     want = model_fingerprint(model, adapter)

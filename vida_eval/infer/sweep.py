@@ -62,7 +62,7 @@ def _finished(dest: Path, fingerprint: str) -> bool:
 
 
 def cmd_sweep(args) -> int:
-    from .backends import model_fingerprint
+    from ..models.fingerprint import model_fingerprint
     from .cli import check_model_args, cmd_eval, start_backend
     from .lora import vllm_unmerged_problem
     from .runner import find_bench

@@ -36,6 +36,9 @@ class Request:
     max_pixels: int | None = None
     assistant_prefix: str | None = None
     fixed_length: bool = False  # generate exactly max_new_tokens (benchmarks: the end-of-turn token is ignored)
+    # (width, height) the model sees when its family writes boxes in pixels (Qwen2.5-VL): the user text is in its
+    # convention and the answer's boxes are put back in ViDA's 0..1000 (``in_family``).
+    frame: tuple[int, int] | None = None
 
     @property
     def uid(self) -> str:
@@ -137,6 +140,35 @@ def with_pixels(requests: list[Request], pixels: str = "official", max_pixels: i
     return requests
 
 
+def in_family(requests: list[Request], family, limits: tuple[int, int]) -> list[Request]:
+    """*requests* in a model family's box convention (``vida_eval.models.boxes``): for a family that writes pixels,
+    each request's ``frame`` is its image as the processor resizes it at the request's pixel limits (*limits*, the
+    processor's own, where it sets none), and boxes in its user text (region questions) are put in that frame.
+    A request whose image cannot be read is left as it is: answering it reports the image."""
+    from dataclasses import replace
+
+    from ..images import header, smart_resize
+    from ..models.boxes import text_to_model
+
+    if not family.converts_boxes:
+        return requests
+    sizes: dict[Path, tuple[int, int] | None] = {}
+    out = []
+    for r in requests:
+        if r.image not in sizes:
+            try:
+                sizes[r.image] = header(r.image)[:2]
+            except (OSError, ValueError):
+                sizes[r.image] = None
+        size = sizes[r.image]
+        if size is None:
+            out.append(r)
+            continue
+        frame = smart_resize(*size, r.min_pixels or limits[0], r.max_pixels or limits[1], family.factor)
+        out.append(replace(r, frame=frame, user=text_to_model(r.user, family, frame)))
+    return out
+
+
 BUILDERS: dict[str, Callable[[Path, Path], list[Request]]] = {
     "perception": perception_requests,
     "grounding": grounding_requests,
@@ -165,6 +197,12 @@ def to_prediction(req: Request, output: dict) -> dict:
             rec["pred_mos"] = None
         return rec
     text = output.get("text", "")
+    if req.frame is not None:
+        from ..models.boxes import text_from_frame
+
+        model_text, text = text, text_from_frame(text, req.frame)
+        if text != model_text:
+            rec["model_answer"] = model_text  # as the model wrote it, in pixels of its frame
     rec["pred_ans"] = text
     if req.task == "perception":
         rec["pred_option"] = parse_choice(text, rec["candidates"]).letter

@@ -20,16 +20,17 @@ IMAGE_PLACEHOLDER = "<image>"
 
 
 def recipe_tokenizer(recipe: Recipe, base: Path | None = None):
-    """(tokenizer, where it came from): the model folder's, or Qwen2-VL's own vocabulary when the model is a hub
-    name (Qwen2-VL and Qwen2.5-VL share the Qwen2 vocabulary and special tokens)."""
+    """(tokenizer, where it came from): the model folder's, or its family's own vocabulary when the model is a hub
+    name (the three families share the Qwen2 byte-level BPE; their added tokens are the family's)."""
     folder = recipe.model_folder(base)
     if folder is not None:
         from transformers import AutoTokenizer
 
         return AutoTokenizer.from_pretrained(folder), str(folder)
-    from ..tiny_model import build_tokenizer
+    from ..models.tiny import build_tokenizer
 
-    return build_tokenizer(), "the Qwen2-VL tokenizer (the recipe's model is not a local folder)"
+    family = recipe.family(base)
+    return build_tokenizer(family), f"the {family.title} tokenizer (the recipe's model is not a local folder)"
 
 
 class LengthCounter:

@@ -2,6 +2,8 @@
 
 - cutoff_len: the largest ViDA-Bench image at the recipe's pixel limits plus the
   longest ViDA text must fit (``recipe`` says why a shorter cutoff kills the run).
+- The family: the template is the model family's, and the prepared datasets
+  hold boxes in its convention (``data.prepared``).
 - Shared memory: LLaMA-Factory's data-loader workers hand each batch's float32
   pixels to the trainer through /dev/shm, 146 MiB for one 12-megapixel photo.
   When the workers of all ranks cannot get it, a worker fails to allocate and
@@ -32,6 +34,19 @@ def cutoff_problem(recipe: Recipe, base: Path | None = None, largest=None) -> st
                 f"{LONGEST_VIDA_TEXT_TOKENS} tokens of the longest ViDA text: LLaMA-Factory would cut the image "
                 "tokens and the model's forward would fail")
     return None
+
+
+def family_problems(recipe: Recipe, base: Path | None = None) -> list[str]:
+    """The recipe's template against its model's family, and its prepared datasets' boxes against the family's
+    convention (``data.prepared``)."""
+    from ..data.prepared import recipe_data_problems
+
+    family = recipe.family(base)
+    problems = []
+    if recipe.template != family.template:
+        problems.append(f"{recipe.path}: template {recipe.template!r}, but {family.title} is trained with "
+                        f"template {family.template!r} (its chat format)")
+    return problems + recipe_data_problems(recipe, base)
 
 
 def ranks_on_this_node() -> int:
@@ -76,6 +91,7 @@ def cmd_preflight(args) -> int:
     why = cutoff_problem(recipe, largest=largest)
     if why:
         problems.append(why)
+    problems += family_problems(recipe)
     ranks = args.ranks or ranks_on_this_node()
     why, need = shm_problem(recipe, ranks, shared_memory_free(args.shm), largest=largest)
     if why:

@@ -13,7 +13,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..images import QWEN2_VL_MAX_PIXELS, QWEN2_VL_MIN_PIXELS, pixel_values_bytes, training_image_tokens
+from ..images import pixel_values_bytes, training_frame, training_image_tokens
+from ..models.families import DEFAULT as DEFAULT_FAMILY
+from ..models.families import Family, family_of_model, processor_limits
 from ..records import InputError
 
 # The longest ViDA sample's text, in tokens of the qwen2_vl template: the description system prompt (364 tokens),
@@ -74,27 +76,27 @@ class Recipe:
             p = base / p
         return p if (p / "config.json").is_file() else None
 
+    def family(self, base: Path | None = None) -> Family:
+        """The model's family: its folder's config.json, else its hub name, else Qwen2-VL."""
+        return family_of_model(self.model_folder(base) or self.model) or DEFAULT_FAMILY
+
     def processor_limits(self, base: Path | None = None) -> tuple[int, int]:
         """(min_pixels, max_pixels) of the model's image processor: its preprocessor_config.json when the model is
-        a local folder, else Qwen2-VL's (the hub models' own values). Read once: every image size asks for it."""
+        a local folder, else its family's (the hub models' own values). Read once: every image size asks for it."""
         if base not in self._limits:
-            self._limits[base] = self._read_processor_limits(base)
+            self._limits[base] = processor_limits(self.model_folder(base), self.family(base))
         return self._limits[base]
 
-    def _read_processor_limits(self, base: Path | None) -> tuple[int, int]:
-        import json
-
-        folder = self.model_folder(base)
-        if folder is not None and (folder / "preprocessor_config.json").is_file():
-            cfg = json.loads((folder / "preprocessor_config.json").read_text())
-            size = cfg.get("size") or {}
-            return (int(size.get("shortest_edge", cfg.get("min_pixels", QWEN2_VL_MIN_PIXELS))),
-                    int(size.get("longest_edge", cfg.get("max_pixels", QWEN2_VL_MAX_PIXELS))))
-        return QWEN2_VL_MIN_PIXELS, QWEN2_VL_MAX_PIXELS
+    def frame(self, width: int, height: int, base: Path | None = None) -> tuple[int, int]:
+        """(width, height) the model sees of a width x height image in training."""
+        lo, hi = self.processor_limits(base)
+        return training_frame(width, height, self.image_min_pixels, self.image_max_pixels, lo, hi,
+                              self.family(base).factor)
 
     def image_tokens(self, width: int, height: int, base: Path | None = None) -> int:
         lo, hi = self.processor_limits(base)
-        return training_image_tokens(width, height, self.image_min_pixels, self.image_max_pixels, lo, hi)
+        return training_image_tokens(width, height, self.image_min_pixels, self.image_max_pixels, lo, hi,
+                                     self.family(base).factor)
 
     def largest_image(self, sizes, base: Path | None = None) -> tuple[tuple[int, int], int]:
         """((width, height), tokens) of the size in *sizes* that costs the most tokens at this recipe's limits."""

@@ -1,0 +1,1 @@
+"""Model families (template, box convention, resize rule, vocabulary) and their tiny checkpoints."""
