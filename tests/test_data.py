@@ -2,6 +2,7 @@ import hashlib
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from vida_eval import prompts
@@ -223,3 +224,52 @@ def test_prepared_combined_file_mixes_every_subset_from_its_first_lines(release,
     again = tmp_path / "again" / "vida"
     assert main(["data", "prepare", "--release", str(release), "--out", str(again)]) == 0
     assert (again / "vida_combined.jsonl").read_bytes() == (out / "vida_combined.jsonl").read_bytes()
+
+
+# ----------------------------------------------------------- photo scenes
+
+def _visible(kind: str, name: str, n: int = 40) -> float:
+    """Median share of a box's pixels whose grey level a Slight *name* changes by more than 4 (bench's measure)."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+    from distortion_visibility import changed_share
+
+    from vida_eval.data.sizes import SMALL_SIZES
+
+    return float(np.median(changed_share(kind, n, list(SMALL_SIZES))[(name, "Slight")]))
+
+
+def test_photo_scenes_show_the_high_frequency_distortions():
+    """On photo scenes a slight blur, ringing or aliasing changes a large share of its box (texture everywhere); on
+    the flat shape scenes it changes the edges only."""
+    for name in ("Out of focus blur", "Low clarity", "Motion blur", "Edge ringing effect", "Edge aliasing effect"):
+        photos, shapes = _visible("photos", name), _visible("shapes", name)
+        assert photos > 0.2 and photos > 2 * shapes, (name, photos, shapes)
+
+
+def test_photo_scene_fills_the_image_with_described_photos():
+    from vida_eval.data.photos import PHOTOS
+    from vida_eval.data.synth import make_scene
+
+    for width, height in ((4160, 3120), (333, 500), (1280, 720)):
+        scene = make_scene(np.random.default_rng(1), width, height, "photos")
+        assert scene.image.shape == (height, width, 3)
+        assert {o for o, _ in scene.objects} <= {p.shows for p in PHOTOS}
+        area = sum((x2 - x1) * (y2 - y1) for _, (x1, y1, x2, y2) in scene.objects)
+        assert area == 1000 * 1000  # the cells tile the image
+        assert scene.image.std() > 20
+
+
+def test_synth_without_photos_says_what_to_install(tmp_path, monkeypatch, capsys):
+    from vida_eval.data import photos
+
+    monkeypatch.setattr(photos, "_package_folder", lambda package: None)
+    photos.load_photos.cache_clear()
+    try:
+        assert main(["data", "synth", str(tmp_path / "r"), "--images", "1", "--bench-images", "1"]) == 2
+        assert "pip install scikit-image" in capsys.readouterr().err
+        assert main(["data", "synth", str(tmp_path / "s"), "--images", "1", "--bench-images", "1",
+                     "--scenes", "shapes"]) == 0
+    finally:
+        photos.load_photos.cache_clear()

@@ -28,9 +28,9 @@ def cmd_synth(args) -> int:
     start = time.perf_counter()
     with _bar(args.images + bench, "synthesizing") as bar:
         synthesize(args.out, images=args.images, bench_images=bench, seed=args.seed, progress=bar.update,
-                   sizes=sizes, train_sizes=train_sizes)
+                   sizes=sizes, train_sizes=train_sizes, scenes=args.scenes)
     print(f"synthetic ViDA release ({args.images} train + {bench} bench images, seed {args.seed}, sizes "
-          f"{args.sizes}) in {args.out} ({time.perf_counter() - start:.1f} s)")
+          f"{args.sizes}, {args.scenes}) in {args.out} ({time.perf_counter() - start:.1f} s)")
     return 0
 
 
@@ -193,6 +193,9 @@ def register(sub) -> None:
                     help="image sizes: small (at most 640 px), vida-bench (the real bench's sizes; a bench of 476 "
                          "images takes each exactly as often), or WxH[,WxH...]")
     sp.add_argument("--train-sizes", help="training image sizes, same choices (default: --sizes)")
+    sp.add_argument("--scenes", choices=("photos", "shapes"), default="photos",
+                    help="photos: crops of public-domain photographs (textured, as user photos are); shapes: "
+                         "gradients with shapes (the earlier scenes)")
     sp.set_defaults(func=cmd_synth)
 
     sp = dsub.add_parser("check", help="validate a ViDA release without writing anything")

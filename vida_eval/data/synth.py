@@ -1,4 +1,4 @@
-"""Synthetic mini-ViDA: procedural images with real distortions in known boxes.
+"""Synthetic mini-ViDA: photographic (or procedural) scenes with real distortions in known boxes.
 
 Every file of the release layout is written in the real schema, so the same
 loader, trainer, inference and scorer run on it as on the real data.
@@ -30,6 +30,7 @@ from ..parsing import BOX_END, BOX_START, REF_END, REF_START
 from ..vocab import DISTORTION_TYPES, QUALITY_LEVELS, SEVERITIES
 from .distortions import SEVERITY_LEVEL, apply_distortion
 from .layout import BENCH_GT, SUBTASK_FOLDERS, TRAIN_SUBSETS
+from .photos import photo_scene
 from .sizes import SMALL_SIZES, draw_size, sizes_in_order
 
 COLORS = {
@@ -135,6 +136,18 @@ def draw_scene(rng: np.random.Generator, width: int, height: int) -> Scene:
     return scene
 
 
+SCENE_KINDS = ("photos", "shapes")  # crops of real photographs (photos.py); gradients with shapes
+
+
+def make_scene(rng: np.random.Generator, width: int, height: int, kind: str = "photos") -> Scene:
+    if kind == "shapes":
+        return draw_scene(rng, width, height)
+    if kind != "photos":
+        raise ValueError(f"scenes {kind!r}: choose from {', '.join(SCENE_KINDS)}")
+    image, objects = photo_scene(rng, width, height)
+    return Scene(image, objects)
+
+
 # ------------------------------------------------------------ annotations
 
 def random_distortions(rng: np.random.Generator) -> list[dict]:
@@ -236,7 +249,8 @@ def region_question(region) -> str:
 def describe_content(scene: Scene) -> str:
     parts = [o for o, _ in scene.objects[:4]]
     listing = ", ".join(parts[:-1]) + f" and {parts[-1]}" if len(parts) > 1 else parts[0]
-    return f"The image shows {listing} over {scene.background}."
+    return f"The image shows {listing} over {scene.background}." if scene.background else \
+        f"The image shows {listing}."
 
 
 def description_answer(scene: Scene, distortions: list[dict], level: str) -> str:
@@ -252,7 +266,7 @@ def description_answer(scene: Scene, distortions: list[dict], level: str) -> str
         lines.append(f"The {refs} {verb} for the overall quality, since it covers a large or important part of the "
                      f"image. Sharpness, clarity and detail are reduced where it appears.")
     else:
-        lines.append("There is no distortion in the image; the shapes are clearly visible, with crisp edges, "
+        lines.append("There is no distortion in the image; the content is clearly visible, with crisp edges, "
                      "even lighting and clean textures.")
         lines.append("No key distortion lowers the quality. Sharpness, clarity and detail are well preserved.")
     lines.append(f"Thus, the quality of the image is {level}.")
@@ -319,12 +333,14 @@ class Sample:
     level: str
 
 
-def make_sample(seed: int, index: int, split: str, sizes=SMALL_SIZES, size: tuple[int, int] | None = None) -> Sample:
-    """One image and its distortions; its size is *size*, or drawn from *sizes* (a list, or a size -> count table)."""
+def make_sample(seed: int, index: int, split: str, sizes=SMALL_SIZES, size: tuple[int, int] | None = None,
+                scenes: str = "photos") -> Sample:
+    """One image and its distortions; its size is *size*, or drawn from *sizes* (a list, or a size -> count table);
+    its scene of the kind *scenes* (SCENE_KINDS)."""
     rng = np.random.default_rng([seed, index, 0 if split == "train" else 1])
     drawn = draw_size(rng, sizes)
     width, height = size or drawn
-    scene = draw_scene(rng, width, height)
+    scene = make_scene(rng, width, height, scenes)
     distortions = annotate(random_distortions(rng))
     for d in distortions:
         apply_distortion(scene.image, d["distortion"], d["severity"], to_pixels(d["coordinates"], width, height), rng)
@@ -402,8 +418,8 @@ def write_jsonl(path: Path, records: list[dict]) -> None:
 
 
 def synthesize(out: str | Path, images: int = 200, bench_images: int | None = None, seed: int = 0,
-               progress=None, sizes=SMALL_SIZES, train_sizes=None) -> Path:
-    """Write a complete synthetic ViDA release under *out*; returns *out*.
+               progress=None, sizes=SMALL_SIZES, train_sizes=None, scenes: str = "photos") -> Path:
+    """Write a complete synthetic ViDA release under *out*; returns *out*. Its images are *scenes* (SCENE_KINDS).
 
     *sizes* (bench) and *train_sizes* (training, default *sizes*) are lists of (width, height) drawn uniformly,
     or size -> count tables (``sizes.VIDA_BENCH_SIZES``) drawn by weight; a split with as many images as its
@@ -418,7 +434,7 @@ def synthesize(out: str | Path, images: int = 200, bench_images: int | None = No
     metadata = []
     train_sizes = train_sizes or sizes
     for i, size in enumerate(exact_sizes(seed, images, train_sizes, 5)):
-        s = make_sample(seed, i, "train", train_sizes, size)
+        s = make_sample(seed, i, "train", train_sizes, size, scenes)
         save_image(s, train_dir)
         rng = np.random.default_rng([seed, i, 2])
         for k, recs in train_records(s, rng).items():
@@ -435,7 +451,7 @@ def synthesize(out: str | Path, images: int = 200, bench_images: int | None = No
     write_json(qwen2 / "combined.json", combined)
     (qwen2 / "jsonl_stats.txt").write_text("".join(f"{TRAIN_SUBSETS[k][1]}: {len(v)}\n" for k, v in subsets.items()))
     write_json(out / "train" / "train_metadata.json", metadata)
-    write_bench(out, seed, bench_images, val_dir, progress, sizes)
+    write_bench(out, seed, bench_images, val_dir, progress, sizes, scenes)
     return out
 
 
@@ -449,10 +465,11 @@ def exact_sizes(seed: int, n: int, sizes, stream: int = 4) -> list[tuple[int, in
     return [None] * n
 
 
-def write_bench(out: Path, seed: int, n: int, val_dir: Path, progress=None, sizes=SMALL_SIZES) -> None:
+def write_bench(out: Path, seed: int, n: int, val_dir: Path, progress=None, sizes=SMALL_SIZES,
+                scenes: str = "photos") -> None:
     mcq, reg, bench, meta = [], [], [], []
     for i, size in enumerate(exact_sizes(seed, n, sizes)):
-        s = make_sample(seed, i, "val", sizes, size)
+        s = make_sample(seed, i, "val", sizes, size, scenes)
         save_image(s, val_dir)
         rng = np.random.default_rng([seed, i, 3])
         bench.append({"id": i, "image": s.name, "width": s.width, "height": s.height})
