@@ -35,7 +35,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..files import atomic_write, ensure_dir, write_json
-from ..parsing import BOX_END, BOX_START, REF_END, REF_START
+from ..models.boxes import rewrite_boxes
+from ..parsing import REF_END, REF_START
 from ..prompts import DEFAULT_SYSTEM
 from ..records import InputError
 from ..vocab import canonical_distortion, canonical_severity
@@ -48,8 +49,6 @@ READ_ERROR_KINDS = ("JSON", "invalid UTF-8", "not a JSON list")
 SUMMARY_KEYS = ("images", "recipe", "removed", "holdout", "family")
 
 ROLES = {"human": "human", "user": "human", "gpt": "gpt", "assistant": "gpt"}
-_BOX = re.compile(re.escape(BOX_START) + r"\(\s*(-?\d+)\s*,\s*(-?\d+)\s*\)\s*,\s*\(\s*(-?\d+)\s*,\s*(-?\d+)\s*\)"
-                  + re.escape(BOX_END))
 _REF = re.compile(re.escape(REF_START) + r"(.*?)" + re.escape(REF_END))
 _HEADER = re.compile(r"^[ \t]*([A-Za-z][A-Za-z _-]{2,40}):", re.MULTILINE)
 
@@ -95,19 +94,18 @@ def distribution(values: list[int]) -> dict:
 # ---------------------------------------------------------------- checking
 
 def _fix_boxes(text: str, repairs: Counter) -> str:
-    def fix(m):
-        x1, y1, x2, y2 = (int(v) for v in m.groups())
-        clamped = [min(1000, max(0, v)) for v in (x1, y1, x2, y2)]
-        if clamped != [x1, y1, x2, y2]:
+    def fix(box):
+        clamped = [min(1000, max(0, v)) for v in box]
+        if clamped != box:
             repairs["box clamped to 0..1000"] += 1
         x1, y1, x2, y2 = clamped
         if x2 < x1 or y2 < y1:
             repairs["inverted box swapped"] += 1
             x1, x2 = sorted((x1, x2))
             y1, y2 = sorted((y1, y2))
-        return f"{BOX_START}({x1},{y1}),({x2},{y2}){BOX_END}"
+        return [x1, y1, x2, y2]
 
-    return _BOX.sub(fix, text)
+    return rewrite_boxes(text, fix)
 
 
 def _unknown_names(text: str) -> list[str]:

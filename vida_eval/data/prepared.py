@@ -17,6 +17,7 @@ from pathlib import Path
 from ..files import write_json
 from ..models.boxes import text_to_model
 from ..models.families import ABSOLUTE, DEFAULT, RELATIVE, Family
+from ..parsing import BOX_START
 
 FAMILY_FILE = "family.json"
 
@@ -81,7 +82,7 @@ class RecordBoxes:
         if not self.family.converts_boxes:
             return record
         turns = record["conversations"]
-        if not any("<|box_start|>" in t["value"] for t in turns):
+        if not any(BOX_START in t["value"] for t in turns):
             return record
         if len(record["images"]) != 1:
             raise BoxConventionError(f"boxes in a record of {len(record['images'])} images: {self.family.title} "

@@ -26,7 +26,8 @@ from PIL import Image, ImageDraw
 
 from .. import prompts
 from ..files import write_json
-from ..parsing import BOX_END, BOX_START, REF_END, REF_START
+from ..models.boxes import box_text
+from ..parsing import REF_END, REF_START
 from ..vocab import DISTORTION_TYPES, QUALITY_LEVELS, SEVERITIES
 from .distortions import SEVERITY_LEVEL, apply_distortion
 from .layout import BENCH_GT, SUBTASK_FOLDERS, TRAIN_SUBSETS
@@ -75,11 +76,6 @@ ZONES = [f"the {v}-{h} area" for v in ("upper", "middle", "lower") for h in ("le
 def to_pixels(coords, width, height):
     x1, y1, x2, y2 = coords
     return (round(x1 * width / 1000), round(y1 * height / 1000), round(x2 * width / 1000), round(y2 * height / 1000))
-
-
-def box_text(coords) -> str:
-    x1, y1, x2, y2 = coords
-    return f"{BOX_START}({x1},{y1}),({x2},{y2}){BOX_END}"
 
 
 def grounded(severity: str, name: str, coords, capital=False) -> str:

@@ -20,8 +20,8 @@ import re
 from ..parsing import BOX_END, BOX_START
 from .families import Family
 
-# Signed, so that a box the data tools have not clamped yet converts too.
-_BOX = re.compile(re.escape(BOX_START) + r"\(\s*(-?\d+)\s*,\s*(-?\d+)\s*\)\s*,\s*\(\s*(-?\d+)\s*,\s*(-?\d+)\s*\)"
+# A box as grounded text writes it; signed, so that a box the data tools have not clamped yet is read too.
+BOX_TEXT = re.compile(re.escape(BOX_START) + r"\(\s*(-?\d+)\s*,\s*(-?\d+)\s*\)\s*,\s*\(\s*(-?\d+)\s*,\s*(-?\d+)\s*\)"
                   + re.escape(BOX_END))
 
 Frame = tuple[int, int]  # (width, height) in pixels of the image the model sees
@@ -50,17 +50,20 @@ def round_trip_bound(frame: Frame) -> float:
     return 0.5 + 500 / min(frame)
 
 
-def _rewrite(text: str, convert) -> str:
-    def one(m: re.Match) -> str:
-        x1, y1, x2, y2 = convert([int(v) for v in m.groups()])
-        return f"{BOX_START}({x1},{y1}),({x2},{y2}){BOX_END}"
+def box_text(coords) -> str:
+    """``<|box_start|>(x1,y1),(x2,y2)<|box_end|>``."""
+    x1, y1, x2, y2 = coords
+    return f"{BOX_START}({x1},{y1}),({x2},{y2}){BOX_END}"
 
-    return _BOX.sub(one, text)
+
+def rewrite_boxes(text: str, convert) -> str:
+    """*text* with each box written again as ``convert([x1, y1, x2, y2])`` returns it."""
+    return BOX_TEXT.sub(lambda m: box_text(convert([int(v) for v in m.groups()])), text)
 
 
 def text_from_frame(text: str, frame: Frame) -> str:
     """*text*'s boxes, pixels of *frame*, as 0..1000 integers."""
-    return _rewrite(text, lambda b: box_from_model(b, frame)) if BOX_START in text else text
+    return rewrite_boxes(text, lambda b: box_from_model(b, frame)) if BOX_START in text else text
 
 
 def text_to_model(text: str, family: Family, frame: Frame | None) -> str:
@@ -69,13 +72,4 @@ def text_to_model(text: str, family: Family, frame: Frame | None) -> str:
         return text
     if frame is None:
         raise ValueError(f"{family.title} boxes need the image's size as the model sees it")
-    return _rewrite(text, lambda b: box_to_model(b, frame))
-
-
-def text_from_model(text: str, family: Family, frame: Frame | None) -> str:
-    """A model's answer with every box back in ViDA's 0..1000 convention."""
-    if not family.converts_boxes or BOX_START not in text:
-        return text
-    if frame is None:
-        raise ValueError(f"{family.title} boxes need the image's size as the model sees it")
-    return text_from_frame(text, frame)
+    return rewrite_boxes(text, lambda b: box_to_model(b, frame))

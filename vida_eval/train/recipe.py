@@ -36,6 +36,7 @@ class Recipe:
     path: Path
     args: dict
     _limits: dict = field(default_factory=dict, repr=False, compare=False)  # processor limits by base folder
+    _families: dict = field(default_factory=dict, repr=False, compare=False)  # the model's family by base folder
 
     @property
     def name(self) -> str:
@@ -77,8 +78,11 @@ class Recipe:
         return p if (p / "config.json").is_file() else None
 
     def family(self, base: Path | None = None) -> Family:
-        """The model's family: its folder's config.json, else its hub name, else Qwen2-VL."""
-        return family_of_model(self.model_folder(base) or self.model) or DEFAULT_FAMILY
+        """The model's family: its folder's config.json, else its hub name, else Qwen2-VL. Read once: every image
+        size and every record converted to the family's boxes asks for it."""
+        if base not in self._families:
+            self._families[base] = family_of_model(self.model_folder(base) or self.model) or DEFAULT_FAMILY
+        return self._families[base]
 
     def processor_limits(self, base: Path | None = None) -> tuple[int, int]:
         """(min_pixels, max_pixels) of the model's image processor: its preprocessor_config.json when the model is
