@@ -1,6 +1,7 @@
 import copy
 import json
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -57,6 +58,28 @@ def real_release(tmp_path_factory):
     return synthesize(tmp_path_factory.mktemp("real-release") / "release", images=sum(REAL_TRAIN_SIZES.values()),
                       bench_images=sum(REAL_BENCH_SIZES.values()), seed=7, sizes=REAL_BENCH_SIZES,
                       train_sizes=REAL_TRAIN_SIZES)
+
+
+@pytest.fixture(scope="session")
+def workspace(tmp_path_factory):
+    """A project-like folder, built once per session: the tiny model, data/ with our dataset_info.json and a
+    prepared synthetic release."""
+    from vida_eval.data.prepare import prepare
+    from vida_eval.data.synth import synthesize
+    from vida_eval.models.families import QWEN2_5_VL
+    from vida_eval.models.tiny import build_tiny_model
+    from vida_eval.train.recipe import load_recipe
+
+    root = tmp_path_factory.mktemp("workspace")
+    build_tiny_model(root / "models" / "tiny-qwen2vl")
+    release = synthesize(root / "release", images=40, bench_images=4, seed=11)
+    (root / "data").mkdir()
+    shutil.copy(ROOT / "dataset_info.json", root / "data" / "dataset_info.json")
+    for name in ("vida", "vida_mini", "vida_synth"):
+        prepare(release, root / "data" / name)
+    prepare(release, root / "data" / "vida-qwen2_5_vl", recipe=load_recipe(ROOT / QWEN2_5_VL.recipe),
+            family=QWEN2_5_VL)
+    return root
 
 
 def tag_orientation(path: Path, orientation: int = 6) -> None:

@@ -14,7 +14,6 @@ import pytest
 import yaml
 
 from vida_eval.data.prepare import prepare
-from vida_eval.data.synth import synthesize
 from vida_eval.models.families import family_of_model
 from vida_eval.models.tiny import TinySpec, build_tiny_model
 from vida_eval.train.recipe import load_recipe
@@ -26,23 +25,6 @@ pytest.importorskip("llamafactory")
 CONFIGS = sorted((ROOT / "configs").glob("*.yaml"))
 CLI = Path(sys.executable).with_name("llamafactory-cli")
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False", "TOKENIZERS_PARALLELISM": "false"}
-
-
-@pytest.fixture(scope="session")
-def workspace(tmp_path_factory):
-    """A project-like folder: the tiny model, data/ with our dataset_info.json and a prepared synthetic release."""
-    root = tmp_path_factory.mktemp("workspace")
-    build_tiny_model(root / "models" / "tiny-qwen2vl")
-    release = synthesize(root / "release", images=40, bench_images=4, seed=11)
-    (root / "data").mkdir()
-    shutil.copy(ROOT / "dataset_info.json", root / "data" / "dataset_info.json")
-    for name in ("vida", "vida_mini", "vida_synth"):
-        prepare(release, root / "data" / name)
-    from vida_eval.models.families import QWEN2_5_VL
-
-    prepare(release, root / "data" / "vida-qwen2_5_vl", recipe=load_recipe(ROOT / QWEN2_5_VL.recipe),
-            family=QWEN2_5_VL)
-    return root
 
 
 # ----------------------------------------------------------------- configs

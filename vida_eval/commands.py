@@ -7,6 +7,7 @@ from .data import cli as data_cli
 from .infer import cli as infer_cli
 from .infer import sweep
 from .models import tiny as tiny_model
-from .train import preflight
+from .train import preflight, workflow
 
-REGISTER: list = [data_cli.register, tiny_model.register, infer_cli.register, sweep.register, preflight.register]
+REGISTER: list = [data_cli.register, tiny_model.register, infer_cli.register, sweep.register, preflight.register,
+            workflow.register]

@@ -1,0 +1,206 @@
+"""Samples about one image in shared-prefix rows: the same loss and gradients as the samples one by one."""
+
+import copy
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+pytest.importorskip("llamafactory")
+
+import torch  # noqa: E402
+
+from vida_eval.train.shared_image import ImageGroupedSampler, Row, plan_rows, row_mask  # noqa: E402
+
+IGNORE = -100
+IMAGE = 9
+
+
+def member(system: int, question: list[int], answer: list[int], image: str = "a.jpg") -> dict:
+    ids = [1, system, 2, IMAGE, IMAGE, IMAGE, 3, *question, 4, *answer]
+    return {"input_ids": ids, "labels": [IGNORE] * (len(ids) - len(answer)) + answer, "images": [image]}
+
+
+# ------------------------------------------------------------- row planning
+
+def test_members_share_a_row_only_with_the_same_image_and_system_prompt():
+    a1, a2 = member(5, [10, 11], [20]), member(5, [10, 12, 13], [21, 22])
+    b = member(6, [10, 11], [20])  # another system prompt, before the image: its own row
+    c = member(5, [10, 11], [20], image="c.jpg")
+    rows = plan_rows([a1, b, a2, c], IMAGE)
+    assert [len(r.members) for r in rows] == [2, 1, 1]
+    assert rows[0].members == [a1, a2]
+    assert rows[0].prefix == 8  # the image and the shared first question token, not beyond
+    assert rows[0].length == 8 + (11 - 8) + (13 - 8)
+    assert [r.prefix for r in rows[1:]] == [0, 0]
+
+
+def test_the_prefix_stops_before_the_first_trained_token():
+    same = member(5, [10], [20, 21])
+    rows = plan_rows([same, copy.deepcopy(same)], IMAGE)
+    first_trained = same["labels"].index(20)
+    assert rows[0].prefix == first_trained - 1  # its label is never trained, so no loss crosses members
+
+
+def test_a_row_holds_at_most_max_len_tokens():
+    members = [member(5, [10 + k, 11], [20, 21, 22]) for k in range(5)]
+    rows = plan_rows(members, IMAGE, max_len=20)
+    assert [len(r.members) for r in rows] == [2, 2, 1]
+    assert all(r.length <= 20 for r in rows)
+    assert sum((r.members for r in rows), []) == members
+
+
+def test_row_mask_sees_the_prefix_and_its_own_segment():
+    mask = row_mask(torch.tensor([[0, 0, 1, 1, 2, 2, -1]]), torch.float32)[0, 0] == 0
+    assert mask[3].tolist() == [True, True, True, True, False, False, False]
+    assert mask[4].tolist() == [True, True, False, False, True, False, False]
+    assert mask[1].tolist() == [True, True, False, False, False, False, False]
+    assert mask[6].tolist() == [False] * 6 + [True]  # padding sees only itself
+
+
+def test_image_grouped_sampler_keeps_each_image_together():
+    class Data:
+        images = [["a"], ["b"], ["a"], ["c"], ["b"], ["a"]]
+
+        def __getitem__(self, key):
+            return self.images
+
+        def __len__(self):
+            return len(self.images)
+
+    sampler = ImageGroupedSampler(Data(), seed=3)
+    order = list(sampler)
+    assert sorted(order) == list(range(6))
+    names = [Data.images[i][0] for i in order]
+    assert len([n for k, n in enumerate(names) if k == 0 or names[k - 1] != n]) == 3  # one run per image
+    assert order == list(ImageGroupedSampler(Data(), seed=3))
+    orders = set()
+    for epoch in range(6):
+        sampler.set_epoch(epoch)
+        orders.add(tuple(sampler))
+    assert len(orders) > 1
+
+
+# ------------------------------------------- equivalence on the real model
+
+@pytest.fixture(scope="module")
+def lora_setup(workspace):
+    """The tiny Qwen2-VL with LoRA on the language model and the vision blocks (float32, CPU), its template and
+    tokenized samples of the prepared synthetic release, all through LLaMA-Factory's own loaders. The samples
+    name their images relative to the workspace."""
+    from llamafactory.data import get_dataset, get_template_and_fix_tokenizer
+    from llamafactory.hparams import get_train_args
+    from llamafactory.model import load_model, load_tokenizer
+
+    cwd = os.getcwd()
+    os.chdir(workspace)
+    try:
+        args = dict(model_name_or_path="models/tiny-qwen2vl", stage="sft", do_train=True, finetuning_type="lora",
+                    lora_target="all", lora_rank=8, lora_dropout=0.0, freeze_vision_tower=False,
+                    dataset="vida_mini", dataset_dir="data", template="qwen2_vl", cutoff_len=1280,
+                    output_dir=str(workspace / "out_shared"), overwrite_cache=True, preprocessing_num_workers=1,
+                    per_device_train_batch_size=1, report_to="none", image_max_pixels=50176,
+                    image_min_pixels=12544, max_samples=200, use_cpu=True, bf16=False)
+        model_args, data_args, training_args, finetuning_args, _ = get_train_args(args)
+        tok = load_tokenizer(model_args)
+        template = get_template_and_fix_tokenizer(tok["tokenizer"], data_args)
+        ds = get_dataset(template, model_args, data_args, training_args, "sft", **tok)["train_dataset"]
+        model = load_model(tok["tokenizer"], model_args, finetuning_args, is_trainable=True).eval()
+    finally:
+        os.chdir(cwd)
+    return model, template, tok, ds
+
+
+def test_shared_rows_give_the_loss_and_lora_gradients_of_the_samples_one_by_one(lora_setup, workspace, monkeypatch):
+    from llamafactory.data import SFTDataCollatorWith4DAttentionMask
+
+    from vida_eval.train.shared_image import SharedImageCollator
+
+    monkeypatch.chdir(workspace)  # the samples name their images relative to it
+    model, template, tok, ds = lora_setup
+    by_image = {}
+    for i, images in enumerate(ds["images"]):
+        by_image.setdefault(tuple(images), []).append(i)
+    first, second = sorted(by_image, key=lambda k: -len(by_image[k]))[:2]
+    feats = [ds[i] for i in by_image[first][:7] + by_image[second][:5]]
+    kw = dict(template=template, model=model, pad_to_multiple_of=8, label_pad_token_id=IGNORE,
+              attn_implementation="sdpa", compute_dtype=torch.float32, **tok)
+
+    def grads():
+        out = {n: p.grad.detach().clone() for n, p in model.named_parameters() if p.grad is not None}
+        model.zero_grad()
+        return out
+
+    # one by one: each sample alone through LLaMA-Factory's collator, the loss weighted by its trained tokens
+    alone = SFTDataCollatorWith4DAttentionMask(**kw)
+    trained = [sum(x != IGNORE for x in f["labels"][1:]) for f in feats]
+    model.zero_grad()
+    loss_alone = 0.0
+    for f, n in zip(feats, trained):
+        loss = model(**alone([copy.deepcopy(f)])).loss * n / sum(trained)
+        loss.backward()
+        loss_alone += loss.item()
+    g_alone = grads()
+
+    batch = SharedImageCollator(**kw)(copy.deepcopy(feats))
+    assert batch["input_ids"].shape[0] < len(feats)  # rows shared
+    assert batch["image_grid_thw"].shape[0] == batch["input_ids"].shape[0]  # one image encoding per row
+    assert batch["attention_mask"].shape[1:] == (1, batch["input_ids"].shape[1], batch["input_ids"].shape[1])
+    assert (batch["labels"] != IGNORE).sum() == sum(trained)  # every trained token, once
+    shared = model(**batch).loss
+    shared.backward()
+    g_shared = grads()
+
+    assert abs(shared.item() - loss_alone) < 1e-5 * loss_alone
+    assert g_alone.keys() == g_shared.keys()
+    assert any("visual" in n for n in g_alone) and any("language_model" in n for n in g_alone)
+    for name, g in g_alone.items():
+        assert torch.allclose(g_shared[name], g, rtol=1e-4, atol=1e-5 * g.abs().max().item()), name
+
+    # the mask is what makes it exact: plain causal attention across the members changes the loss
+    with torch.no_grad():
+        causal = dict(batch, attention_mask=None)
+        assert abs(model(**causal).loss.item() - loss_alone) > 1e-3
+
+
+def test_a_row_of_one_member_is_the_member(lora_setup, workspace, monkeypatch):
+    from vida_eval.train.shared_image import SharedImageCollator
+
+    monkeypatch.chdir(workspace)  # the samples name their images relative to it
+    model, template, tok, ds = lora_setup
+    kw = dict(template=template, model=model, pad_to_multiple_of=8, label_pad_token_id=IGNORE,
+              attn_implementation="sdpa", compute_dtype=torch.float32, **tok)
+    f = ds[0]
+    batch = SharedImageCollator(**kw)([copy.deepcopy(f)])
+    assert batch["input_ids"][0, : len(f["input_ids"])].tolist() == f["input_ids"]
+    assert batch["labels"][0, : len(f["labels"])].tolist() == f["labels"]
+    assert plan_rows([f], tok["tokenizer"].convert_tokens_to_ids("<|image_pad|>")) == [Row([f], 0)]
+
+
+# ------------------------------------------------------- vida-eval train
+
+def test_vida_eval_train_runs_a_shared_prefix_recipe(workspace):
+    from .conftest import ROOT
+
+    out = workspace / "saves" / "shared"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    proc = subprocess.run([sys.executable, "-m", "vida_eval", "train", str(ROOT / "configs" / "tiny_lora.yaml"),
+                           "share_image_prefix=true", "max_samples=32", "max_steps=3", "logging_steps=1",
+                           f"output_dir={out}"], cwd=workspace, env=env, capture_output=True, text=True,
+                          timeout=900, check=False)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    log = [json.loads(x) for x in (out / "trainer_log.jsonl").read_text().splitlines()]
+    assert [x["current_steps"] for x in log if "loss" in x] == [1, 2, 3]
+    assert (out / "adapter_model.safetensors").exists()
+
+
+def test_vida_eval_train_refuses_packing_with_shared_rows(workspace):
+    from .conftest import ROOT
+
+    proc = subprocess.run([sys.executable, "-m", "vida_eval", "train", str(ROOT / "configs" / "tiny_lora.yaml"),
+                           "share_image_prefix=true", "packing=true"], cwd=workspace, capture_output=True,
+                          text=True, timeout=120, check=False)
+    assert proc.returncode == 2
+    assert "leave packing and neat_packing off" in proc.stderr
