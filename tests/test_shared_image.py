@@ -10,9 +10,9 @@ import pytest
 
 pytest.importorskip("llamafactory")
 
-import torch  # noqa: E402
+import torch
 
-from vida_eval.train.shared_image import ImageGroupedSampler, Row, plan_rows, row_mask  # noqa: E402
+from vida_eval.train.shared_image import ImageGroupedSampler, Row, plan_rows, row_mask
 
 IGNORE = -100
 IMAGE = 9
@@ -49,7 +49,7 @@ def test_a_row_holds_at_most_max_len_tokens():
     rows = plan_rows(members, IMAGE, max_len=20)
     assert [len(r.members) for r in rows] == [2, 2, 1]
     assert all(r.length <= 20 for r in rows)
-    assert sum((r.members for r in rows), []) == members
+    assert [m for r in rows for m in r.members] == members
 
 
 def test_row_mask_sees_the_prefix_and_its_own_segment():
