@@ -273,3 +273,29 @@ def test_synth_without_photos_says_what_to_install(tmp_path, monkeypatch, capsys
                      "--scenes", "shapes"]) == 0
     finally:
         photos.load_photos.cache_clear()
+
+
+def test_synth_asks_as_many_questions_per_image_as_asked(tmp_path):
+    from collections import Counter
+
+    from vida_eval.data.synth import region_truth
+
+    root = tmp_path / "r"
+    assert main(["data", "synth", str(root), "--images", "6", "--bench-images", "2", "--seed", "4",
+                 "--sizes", "320x240", "--questions-per-image", "45"]) == 0
+    r = Release(root)
+    records = [json.loads(x) for n in TRAIN_SUBSETS for x in r.subset_file(n).read_text().splitlines()]
+    per_image = Counter(rec["image"] for rec in records)
+    assert len(per_image) == 6 and set(per_image.values()) == {45}
+    assert len({rec["id"] for rec in records}) == len(records)
+    meta = {m["image"]: m for m in json.loads(r.train_metadata.read_text())}
+    for rec in records:  # every added region question answers from the image's own boxes
+        if "_reg" in rec["id"]:
+            region = [int(v) for v in rec["conversations"][0]["value"].split("(")[1].replace(")", ",").split(",")[:2]]
+            region += [int(v) for v in rec["conversations"][0]["value"].split("(")[2].split(")")[0].split(",")]
+            truth = region_truth(meta[rec["image"]]["distortions"], region)
+            assert rec["conversations"][1]["value"] == region_answer(truth)
+    plain = tmp_path / "p"
+    synthesize(plain, images=6, bench_images=2, seed=4, sizes=[(320, 240)])
+    assert (json.loads((plain / "train" / "train_metadata.json").read_text())
+            == json.loads(r.train_metadata.read_text()))  # the images and their truth do not change

@@ -353,8 +353,10 @@ def save_image(sample: Sample, folder: Path) -> None:
         img.save(folder / sample.name, quality=95)
 
 
-def train_records(sample: Sample, rng: np.random.Generator) -> dict[str, list[dict]]:
-    """The nine ViDA subsets' records for one training image."""
+def train_records(sample: Sample, rng: np.random.Generator, questions: int = 0) -> dict[str, list[dict]]:
+    """The nine ViDA subsets' records for one training image: one round of each subset's questions (about 13),
+    then, to reach *questions* records, further region-perception and multiple-choice questions in turn (the
+    real release asks about 45 per image: 534K samples over 11,848 images)."""
     n, ds = sample.name, sample.distortions
     stem = n.rsplit(".", 1)[0]
     out: dict[str, list[dict]] = {k: [] for k in TRAIN_SUBSETS}
@@ -391,6 +393,19 @@ def train_records(sample: Sample, rng: np.random.Generator) -> dict[str, list[di
     out["vida_p_score"].append(conversation(n, prompts.SCORING_USER,
                                             f"{prompts.SCORING_ASSISTANT_PREFIX} {sample.level}.",
                                             prompts.SCORING_SYSTEM, f"{stem}_score"))
+    extra = questions - sum(len(v) for v in out.values())
+    for j in range(max(0, extra)):
+        if j % 2 == 0:
+            region = random_region(rng)
+            out["vida_g_reg_perception"].append(conversation(
+                n, region_question(region), region_answer(region_truth(ds, region)), prompts.GROUNDING_SYSTEM,
+                f"{stem}_reg{len(out['vida_g_reg_perception'])}"))
+        else:
+            items = mcq_items(rng, ds)
+            q = items[int(rng.integers(len(items)))]
+            letter = prompts.OPTION_LETTERS[q["candidates"].index(q["correct_ans"])]
+            out["vida_p_mcq"].append(conversation(n, prompts.perception_question(q["question"], q["candidates"]),
+                                                  f"{letter}.", rid=f"{stem}_mcq{len(out['vida_p_mcq'])}"))
     return out
 
 
@@ -401,10 +416,14 @@ def bench_regions(rng: np.random.Generator, distortions: list[dict]) -> list[lis
         d = distortions[int(rng.integers(len(distortions)))]["coordinates"]
         m = [int(v) for v in rng.integers(0, 60, 4)]
         regions.append([max(0, d[0] - m[0]), max(0, d[1] - m[1]), min(999, d[2] + m[2]), min(999, d[3] + m[3])])
+    regions.append(random_region(rng))
+    return regions
+
+
+def random_region(rng: np.random.Generator) -> list[int]:
     w, h = int(rng.integers(200, 600)), int(rng.integers(200, 600))
     x, y = int(rng.integers(0, 1000 - w)), int(rng.integers(0, 1000 - h))
-    regions.append([x, y, x + w, y + h])
-    return regions
+    return [x, y, x + w, y + h]
 
 
 def write_jsonl(path: Path, records: list[dict]) -> None:
@@ -414,8 +433,10 @@ def write_jsonl(path: Path, records: list[dict]) -> None:
 
 
 def synthesize(out: str | Path, images: int = 200, bench_images: int | None = None, seed: int = 0,
-               progress=None, sizes=SMALL_SIZES, train_sizes=None, scenes: str = "photos") -> Path:
-    """Write a complete synthetic ViDA release under *out*; returns *out*. Its images are *scenes* (SCENE_KINDS).
+               progress=None, sizes=SMALL_SIZES, train_sizes=None, scenes: str = "photos",
+               questions: int = 0) -> Path:
+    """Write a complete synthetic ViDA release under *out*; returns *out*. Its images are *scenes* (SCENE_KINDS);
+    each training image has at least *questions* records (``train_records``).
 
     *sizes* (bench) and *train_sizes* (training, default *sizes*) are lists of (width, height) drawn uniformly,
     or size -> count tables (``sizes.VIDA_BENCH_SIZES``) drawn by weight; a split with as many images as its
@@ -433,7 +454,7 @@ def synthesize(out: str | Path, images: int = 200, bench_images: int | None = No
         s = make_sample(seed, i, "train", train_sizes, size, scenes)
         save_image(s, train_dir)
         rng = np.random.default_rng([seed, i, 2])
-        for k, recs in train_records(s, rng).items():
+        for k, recs in train_records(s, rng, questions).items():
             subsets[k].extend(recs)
         metadata.append({"image": s.name, "width": s.width, "height": s.height, "mos": s.mos, "level": s.level,
                          "distortions": [public(d) for d in s.distortions]})
