@@ -121,7 +121,7 @@ def test_every_registered_dataset_loads_through_llamafactory(workspace, monkeypa
 
     monkeypatch.chdir(workspace)
     info = json.loads((workspace / "data" / "dataset_info.json").read_text())
-    assert len(info) == 22
+    assert len(info) == 24
     for name in info:
         args = dict(model_name_or_path=str(workspace / "models" / "tiny-qwen2vl"), stage="sft", do_train=True,
                     finetuning_type="lora", dataset=name, dataset_dir="data", template="qwen2_vl", cutoff_len=1024,

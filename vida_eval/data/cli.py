@@ -76,6 +76,10 @@ def _print_summary(summary: dict) -> int:
         if r.get("fatal"):
             print(f"    FATAL: {r['fatal']}")
         rejected += r["rejected"]
+    grouped = summary.get("grouped")
+    if grouped:
+        print(f"{'vida_grouped':<24}{grouped['conversations']:>9} conversations of the {grouped['records']} records, "
+              f"at most {grouped['max_turns']} turns; {grouped['split_to_fit_cutoff']} split to fit cutoff_len")
     for line in frame_warnings(summary["images"]):
         print(f"images: {line}")
     for path in summary.get("removed", []):
@@ -141,7 +145,7 @@ def cmd_prepare(args) -> int:
 
     summary = prepare(args.release, args.out, verify_images=not args.no_verify, progress_factory=_file_bar,
                       recipe=_recipe(args), exclude=args.exclude,
-                      family=get_family(args.family) if args.family else None)
+                      family=get_family(args.family) if args.family else None, group_by_image=args.group_by_image)
     _print_summary(summary)
     lost = _print_losses(summary)
     print(f"LLaMA-Factory files in {args.out}; report {Path(args.out) / 'prepare_report.json'}; "
@@ -219,6 +223,9 @@ def register(sub) -> None:
     sp.add_argument("--family", choices=sorted(FAMILIES),
                     help="write boxes in this model family's convention (default: the --recipe model's, else "
                          "qwen2_vl, ViDA's own 0..1000); qwen2_5_vl needs --recipe for its pixel limits")
+    sp.add_argument("--group-by-image", type=non_negative_int, default=0, metavar="K",
+                    help="also write vida_grouped.jsonl: the questions about each image as conversations of at most "
+                         "K turns (the image encoded once per conversation; later turns see earlier answers)")
     sp.set_defaults(func=cmd_prepare)
 
     sp = dsub.add_parser("holdout", help="carve a local ViDA-Bench, with ground truth, out of the training release")

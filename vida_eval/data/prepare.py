@@ -46,7 +46,7 @@ from .readers import iter_json_array, iter_jsonl
 
 READ_ERROR_KINDS = ("JSON", "invalid UTF-8", "not a JSON list")
 # Keys of a prepare summary that are not datasets.
-SUMMARY_KEYS = ("images", "recipe", "removed", "holdout", "family")
+SUMMARY_KEYS = ("images", "recipe", "removed", "holdout", "family", "grouped")
 
 ROLES = {"human": "human", "user": "human", "gpt": "gpt", "assistant": "gpt"}
 _REF = re.compile(re.escape(REF_START) + r"(.*?)" + re.escape(REF_END))
@@ -287,7 +287,8 @@ def _out_problem(release: Release, out: Path) -> str | None:
 
 
 def prepare(release_root: str | Path, out: str | Path | None, verify_images: bool = True,
-            progress_factory=None, recipe=None, exclude: str | Path | None = None, family=None) -> dict:
+            progress_factory=None, recipe=None, exclude: str | Path | None = None, family=None,
+            group_by_image: int = 0) -> dict:
     """Check every training file of a release; with *out*, write the LLaMA-Factory files there.
 
     *out* gets ``<name>.jsonl`` per registered dataset, an ``images`` link to
@@ -299,6 +300,8 @@ def prepare(release_root: str | Path, out: str | Path | None, verify_images: boo
     and counted (``held_out``). With *family* (a ``models.families.Family``; default the recipe's model's, else
     Qwen2-VL), every box is written in its convention and ``family.json`` records it. A registered file that is missing is reported (``missing``) and no output is left for it;
     the outputs of an earlier preparation into *out* are replaced, and those it would leave stale removed.
+    With *group_by_image* K, ``vida_grouped.jsonl`` also holds the nine subsets' records as conversations of at
+    most K questions about one image (``grouping``), each within the recipe's cutoff_len when there is a recipe.
 
     Returns {dataset name: its report, ..., "images": the frame report, "recipe": what lengths were counted
     with, "removed": stale files removed from *out*}.
@@ -365,10 +368,22 @@ def prepare(release_root: str | Path, out: str | Path | None, verify_images: boo
                              "template": recipe.template, "tokenizer": counter.tokenizer_source}
     summary["family"] = boxes.convention if boxes is not None else {"family": family.name, "boxes": family.boxes,
                                                                      "template": family.template}
+    if out is not None and group_by_image:
+        from .grouping import write_grouped
+
+        fits = None
+        if counter is not None:
+            def fits(conv):
+                sizes = [images.size(n[len(image_prefix) + 1:]) for n in conv["images"]]
+                return counter.count(conv, sizes)[0] <= recipe.cutoff_len
+        subsets = [f.name for f in files if not f.problem and f.name != "vida_combined"]
+        summary["grouped"] = write_grouped(out, subsets, group_by_image, fits)
+        shuffle_lines(out / "vida_grouped.jsonl")
     if out is not None:
         from .prepared import write_convention
 
-        summary["removed"] = _remove_stale(out, [f.name for f in files if f.problem])
+        summary["removed"] = _remove_stale(out, [f.name for f in files if f.problem]
+                                           + ([] if group_by_image else ["vida_grouped"]))
         write_convention(out, summary["family"])
         write_json(out / "prepare_report.json", summary)
     return summary

@@ -1,0 +1,103 @@
+"""prepare --group-by-image: the questions about one image as conversations, nothing lost, turns in order."""
+
+import json
+from collections import Counter
+
+import pytest
+
+from vida_eval.cli import main
+from vida_eval.data.grouping import IMAGE, TURN_ORDER, group_by_image
+
+from .conftest import ROOT
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory):
+    root = tmp_path_factory.mktemp("grouping")
+    assert main(["data", "synth", str(root / "release"), "--images", "6", "--bench-images", "2", "--seed", "5",
+                 "--sizes", "320x240", "--questions-per-image", "45"]) == 0
+    return root
+
+
+def _subsets(folder):
+    return {name: [json.loads(x) for x in (folder / f"{name}.jsonl").read_text().splitlines()]
+            for name in TURN_ORDER}
+
+
+def test_every_question_lands_once_in_a_conversation_about_its_image(prepared):
+    out = prepared / "data" / "vida"
+    assert main(["data", "prepare", "--release", str(prepared / "release"), "--out", str(out),
+                 "--group-by-image", "10"]) == 0
+    records = _subsets(out)
+    convs = [json.loads(x) for x in (out / "vida_grouped.jsonl").read_text().splitlines()]
+    by_id = {r["id"]: (name, r) for name, recs in records.items() for r in recs}
+    seen = Counter()
+    for conv in convs:
+        ids = conv["id"].split("+")
+        seen.update(ids)
+        members = [by_id[i][1] for i in ids]
+        assert len(ids) <= 10
+        assert {tuple(m["images"]) for m in members} == {tuple(conv["images"])}
+        assert {m.get("system") for m in members} == {conv.get("system")}
+        order = [TURN_ORDER.index(by_id[i][0]) for i in ids]
+        assert order == sorted(order)  # the answers that give most away come last
+        humans, answers = conv["conversations"][0::2], conv["conversations"][1::2]
+        assert humans[0]["value"].startswith(IMAGE) and all(IMAGE not in h["value"] for h in humans[1:])
+        assert [a["value"] for a in answers] == [m["conversations"][1]["value"] for m in members]
+        assert [h["value"] for h in humans[1:]] == [m["conversations"][0]["value"][len(IMAGE):].lstrip("\n")
+                                                     for m in members[1:]]
+    assert seen == Counter(list(by_id))  # each record exactly once
+    assert len(convs) < len(by_id) / 4  # 45 questions per image: few conversations
+    kinds = Counter(c.get("system") for c in convs)
+    assert len(kinds) == 4  # grounding, default, description and scoring prompts never share one
+
+
+def test_conversations_are_split_until_they_fit():
+    recs = {"vida_p_mcq": [{"id": f"q{k}", "images": ["a.jpg"], "system": "s",
+                            "conversations": [{"from": "human", "value": f"{IMAGE}\nquestion {k}"},
+                                              {"from": "gpt", "value": "A."}]} for k in range(9)]}
+    convs, counts = group_by_image(recs, 8, fits=lambda c: len(c["conversations"]) <= 6)
+    assert sorted(len(c["conversations"]) // 2 for c in convs) == [1, 2, 2, 2, 2]  # 8 + 1, the 8 halved twice
+    assert counts["split_to_fit_cutoff"] == 3
+    assert sorted(i for c in convs for i in c["id"].split("+")) == sorted(f"q{k}" for k in range(9))
+
+
+def test_records_that_cannot_merge_stay_as_they_are():
+    two_turns = {"id": "t", "images": ["a.jpg"], "conversations": [
+        {"from": "human", "value": f"{IMAGE}\nq"}, {"from": "gpt", "value": "a"},
+        {"from": "human", "value": "q2"}, {"from": "gpt", "value": "a2"}]}
+    image_later = {"id": "l", "images": ["a.jpg"], "conversations": [
+        {"from": "human", "value": f"q {IMAGE}"}, {"from": "gpt", "value": "a"}]}
+    convs, _ = group_by_image({"vida_p_qa": [two_turns, image_later]}, 8)
+    assert convs == [two_turns, image_later]
+
+
+def test_grouped_conversations_fit_the_recipe_and_train_every_turn(prepared, workspace, monkeypatch):
+    pytest.importorskip("llamafactory")
+    from llamafactory.data import get_dataset, get_template_and_fix_tokenizer
+    from llamafactory.hparams import get_train_args
+    from llamafactory.model import load_tokenizer
+
+    monkeypatch.chdir(workspace)
+    out = workspace / "data" / "vida_grouped_check"
+    recipe = ROOT / "configs" / "tiny_lora.yaml"
+    assert main(["data", "prepare", "--release", str(prepared / "release"), "--out", str(out), "--recipe",
+                 str(recipe), "--group-by-image", "45"]) == 0
+    report = json.loads((out / "prepare_report.json").read_text())
+    assert report["grouped"]["split_to_fit_cutoff"] > 0  # 45 turns exceed the tiny recipe's 1,280 tokens
+    info = json.loads((workspace / "data" / "dataset_info.json").read_text())
+    info["vida_grouped_check"] = dict(info["vida_grouped"], file_name="vida_grouped_check/vida_grouped.jsonl")
+    (workspace / "data" / "dataset_info.json").write_text(json.dumps(info))
+    args = dict(model_name_or_path="models/tiny-qwen2vl", stage="sft", do_train=True, finetuning_type="lora",
+                dataset="vida_grouped_check", dataset_dir="data", template="qwen2_vl", cutoff_len=1280,
+                output_dir=str(workspace / "out_grouped"), overwrite_cache=True, preprocessing_num_workers=1,
+                per_device_train_batch_size=1, report_to="none", image_max_pixels=50176, image_min_pixels=12544)
+    model_args, data_args, training_args, *_ = get_train_args(args)
+    tok = load_tokenizer(model_args)
+    template = get_template_and_fix_tokenizer(tok["tokenizer"], data_args)
+    ds = get_dataset(template, model_args, data_args, training_args, "sft", **tok)["train_dataset"]
+    convs = [json.loads(x) for x in (out / "vida_grouped.jsonl").read_text().splitlines()]
+    assert len(ds) == len(convs)
+    end = tok["tokenizer"].convert_tokens_to_ids("<|im_end|>")
+    trained_turns = sum(sum(1 for t in row if t == end) for row in ds["labels"])
+    assert trained_turns == sum(len(c["conversations"]) // 2 for c in convs)  # LLaMA-Factory cut no turn
