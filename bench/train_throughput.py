@@ -1,16 +1,37 @@
-"""LoRA SFT throughput through ``llamafactory-cli train`` with our recipe, side by side across switches.
+"""Training throughput of the challenge recipe on ViDA-shaped data, side by side across the levers, one GPU.
 
-A Qwen2-VL-2B-shaped model with random weights and a synthetic mini-ViDA are
-written to a scratch folder; each variant runs ``configs/qwen2vl_2b_lora.yaml``
-(single device, no DeepSpeed) for a fixed number of steps and reports samples/s,
-tokens/s (LLaMA-Factory's count of input tokens seen), peak GPU memory and MFU.
+    python bench/train_throughput.py --shape 7b [--variants recipe,shared,...] [--json rows.json]
+    python bench/train_throughput.py --shape tiny --images 2 --questions 12 --variants recipe,shared   # CPU check
+    python bench/train_throughput.py --report a.json b.json   # one table of several runs on one machine
 
-MFU = 4 * N * tokens/s / peak bf16 FLOP/s: a forward pass (2N per token) and
-the backward pass through frozen weights (2N) of an N-parameter model; LoRA's
-own weight gradients and checkpointing's recomputation are not counted.
+Data, shaped like the real release: ``data synth`` photo scenes with *--images* sizes taken from the real
+ViDA-Bench table at evenly spaced quantiles of their image tokens at the recipe's limits (so a few images span
+the real distribution), *--questions* records per image (the real release: 534K / 11,848 = 45), the nine
+subsets' own answers. Every variant trains on the same samples in the same order (one pass, images one after
+another, each image's questions by system prompt), so the rates compare the same work; the grouped variant
+trains on the same questions as conversations (``prepare --group-by-image``).
 
-    python bench/train_throughput.py [--steps 30] [--variants sdpa,fa2,liger,packing,no_gc]
-    python bench/train_throughput.py --shape tiny --steps 4 --variants sdpa,no_gc   # a quick check on a CPU
+Model: the shape's real architecture with random bf16 weights. Each variant is its own process running
+``vida_eval.train.workflow.train`` (LLaMA-Factory's ``run_exp``; ``share_image_prefix`` through our plugin) on
+``configs/qwen2vl_lora.yaml`` as shipped (LoRA r64 on the language model and vision blocks, merger trained,
+bf16, sdpa, gradient checkpointing, 2 per device x 8 accumulation) plus the variant's keys, DeepSpeed off.
+
+Counted in that process on the model's outermost forward, over every step after the first: trained answers
+(runs of trained labels: one per question, also inside shared rows and conversations), language-model tokens
+T and attended (query, key) pairs A, vision patches P_i per image. Model FLOPs of those steps (``floor``'s
+per-layer counts; h hidden, k kv width, i intermediate, n layers, V vocabulary; d, r, D the vision tower's
+width, mlp ratio and depth):
+
+    linear    = n 2 T (2h^2 + 2hk + 3hi) + 2 T h V                    language model, logits at every position
+              + sum_i [2 P_i 1176 d + D 2 P_i d^2 (4 + 2r) + 2 (P_i/4) ((4d)^2 + 4dh)]   vision tower, merger
+    attention = n 4 h A + sum_i D 4 P_i^2 d
+    training  = 2 linear + 3 attention
+
+(the base weights are frozen: backward computes input gradients, about one forward of the linear layers, and
+attention's backward about two of its forward; LoRA's own small matmuls and checkpointing's recomputation are
+not counted). MFU = training FLOPs / seconds / 989 TFLOP/s (H100/H200 dense bf16); the floor is the same
+FLOPs at the matmul rate measured in this run. Projected epoch of 534,000 samples on 8 cards = 534,000 /
+(8 x samples/s), data parallel without communication cost; on 8 H20 that time x 989 / 148.
 """
 
 from __future__ import annotations
@@ -18,155 +39,290 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
-import threading
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+# Each variant: the recipe plus these keys. The shared rows take the 16 samples of one recipe step in one
+# micro-batch (same samples per optimizer step: 2 x 8 accumulation = 16 x 1).
+SHARED = {"share_image_prefix": True, "per_device_train_batch_size": 16, "gradient_accumulation_steps": 1}
 VARIANTS = {
-    "sdpa": {"flash_attn": "sdpa"},
-    "fa2": {"flash_attn": "fa2"},
-    "liger": {"flash_attn": "sdpa", "enable_liger_kernel": "true"},
-    "packing": {"flash_attn": "sdpa", "packing": "true"},
-    "neat_packing": {"flash_attn": "sdpa", "packing": "true", "neat_packing": "true"},
-    "no_gc": {"flash_attn": "sdpa", "disable_gradient_checkpointing": "true"},
+    "recipe": {},
+    "no_gc": {"disable_gradient_checkpointing": True},
+    "liger": {"enable_liger_kernel": True},
+    "no_gc_liger": {"disable_gradient_checkpointing": True, "enable_liger_kernel": True},
+    "shared": SHARED,
+    "shared_liger": {**SHARED, "enable_liger_kernel": True},
+    "shared_no_gc_liger": {**SHARED, "enable_liger_kernel": True, "disable_gradient_checkpointing": True},
+    "grouped": {"dataset": "vida_bench_grouped", "per_device_train_batch_size": 1, "gradient_accumulation_steps": 1},
+    "grouped_liger": {"dataset": "vida_bench_grouped", "per_device_train_batch_size": 1,
+                      "gradient_accumulation_steps": 1, "enable_liger_kernel": True},
 }
-PEAK_BF16 = {"H100": 989e12, "H200": 989e12}
+EXACT = ("recipe", "no_gc", "liger", "no_gc_liger", "shared", "shared_liger", "shared_no_gc_liger")
+PEAK_BF16 = {"H100": 989e12, "H200": 989e12, "H20": 148e12}
+EPOCH = 534_000
+IGNORE = -100
 
 
-class GpuMemory(threading.Thread):
-    """Peak memory used on GPU 0, polled with nvidia-smi."""
+# ------------------------------------------------------------ counting FLOPs
 
-    def __init__(self):
-        super().__init__(daemon=True)
-        self.peak_mib, self.stop = 0, threading.Event()
+class FlopCounter:
+    """Model FLOPs and trained answers of every forward the trainer runs (the formula in the module doc)."""
 
-    def run(self):
-        while not self.stop.is_set():
-            try:
-                out = subprocess.run(["nvidia-smi", "--query-gpu=memory.used", "--format=csv,noheader,nounits",
-                                      "-i", "0"], capture_output=True, text=True, timeout=10).stdout
-                self.peak_mib = max(self.peak_mib, int(out.split()[0]))
-            except (OSError, ValueError, IndexError, subprocess.TimeoutExpired):
-                return
-            time.sleep(0.5)
+    def __init__(self, config, pad_id: int):
+        from bench.floor import MERGE, PATCH_VOLUME, Shape
+
+        self.shape = Shape.from_config(config.to_dict())
+        self.pad_id, self.merge, self.patch_volume = pad_id, MERGE, PATCH_VOLUME
+        self.totals = dict.fromkeys(("answers", "tokens", "pairs", "patches", "images", "linear", "attention"), 0.0)
+
+    def __call__(self, module, args, kwargs):
+        import torch
+
+        ids, labels, mask = kwargs.get("input_ids"), kwargs.get("labels"), kwargs.get("attention_mask")
+        if ids is None or labels is None:
+            return
+        s, t = self.shape, self.totals
+        trained = labels != IGNORE
+        t["answers"] += int((trained[:, 1:] & ~trained[:, :-1]).sum() + trained[:, 0].sum())
+        if mask is not None and mask.dim() == 4:
+            tokens, pairs = int((ids != self.pad_id).sum()), int((mask == 0).sum())
+        else:
+            lengths = mask.sum(-1) if mask is not None else torch.full((ids.shape[0],), ids.shape[1])
+            tokens, pairs = int(lengths.sum()), int((lengths * (lengths + 1) // 2).sum())
+        h, k, i = s.hidden, s.kv_dim, s.intermediate
+        t["linear"] += s.layers * 2 * tokens * (2 * h * h + 2 * h * k + 3 * h * i) + 2 * tokens * h * s.vocab
+        t["attention"] += s.layers * 4 * h * pairs
+        t["tokens"] += tokens
+        t["pairs"] += pairs
+        grid = kwargs.get("image_grid_thw")
+        if grid is not None:
+            d, r = s.vision_dim, s.vision_mlp_ratio
+            for p in grid.prod(-1).tolist():
+                t["linear"] += (2 * p * self.patch_volume * d + s.vision_depth * 2 * p * d * d * (4 + 2 * r)
+                                + 2 * (p // self.merge) * ((self.merge * d) ** 2 + self.merge * d * h))
+                t["attention"] += s.vision_depth * 4 * p * p * d
+                t["patches"] += p
+                t["images"] += 1
+
+    def training_flops(self) -> float:
+        return 2 * self.totals["linear"] + 3 * self.totals["attention"]
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--steps", type=int, default=30)
-    ap.add_argument("--batch-size", type=int, default=4)
-    ap.add_argument("--images", type=int, default=300)
-    ap.add_argument("--variants", default="sdpa,fa2,liger,packing,no_gc")
-    ap.add_argument("--shape", choices=("2b", "tiny"), default="2b")
-    ap.add_argument("--out", help="write the numbers as JSON here")
-    args = ap.parse_args()
-
+def run_one(config_path: Path, result: Path) -> None:
+    """One variant in this process: LLaMA-Factory's training with a counter on the model, timed after step 1."""
     import torch
+    from transformers import TrainerCallback
 
-    from vida_eval.data.prepare import prepare
-    from vida_eval.data.synth import synthesize
-    from vida_eval.models.tiny import QWEN2_VL_2B, TinySpec, build_tiny_model
+    from vida_eval.train.workflow import train
 
     cuda = torch.cuda.is_available()
-    work = Path(tempfile.mkdtemp(prefix="vida-train-bench-"))
-    spec = TinySpec() if args.shape == "tiny" else QWEN2_VL_2B
-    dtype = "float32" if args.shape == "tiny" else "bfloat16"
-    model = build_tiny_model(work / f"qwen2vl-{args.shape}", spec, dtype=dtype)
-    from safetensors import safe_open
 
-    params = 0
-    for f in model.glob("*.safetensors"):
-        with safe_open(f, "pt") as st:
-            params += sum(_numel(st.get_slice(k).get_shape()) for k in st.keys())
-    release = synthesize(work / "release", images=args.images, bench_images=2, seed=0)
+    class Measure(TrainerCallback):
+        def __init__(self):
+            self.counter, self.start, self.base = None, None, None
+
+        def on_train_begin(self, args, state, control, model=None, **kwargs):
+            inner = model.get_base_model() if hasattr(model, "get_base_model") else model
+            tokenizer = kwargs.get("processing_class") or kwargs.get("tokenizer")
+            self.counter = FlopCounter(inner.config, getattr(tokenizer, "pad_token_id", None) or 151643)
+            model.register_forward_pre_hook(self.counter, with_kwargs=True)
+
+        def on_step_end(self, args, state, control, **kwargs):
+            if cuda:
+                torch.cuda.synchronize()
+            if state.global_step == 1:  # the first step carries compilation and the allocator's warm-up
+                self.start, self.base = time.perf_counter(), dict(self.counter.totals)
+                self.base["flops"] = self.counter.training_flops()
+            self.steps = state.global_step
+
+        def on_train_end(self, args, state, control, **kwargs):
+            if cuda:
+                torch.cuda.synchronize()
+            seconds = time.perf_counter() - self.start
+            t = self.counter.totals
+            row = {k: t[k] - self.base[k] for k in t}
+            row.update(seconds=seconds, steps=self.steps - 1, flops=self.counter.training_flops() - self.base["flops"])
+            if cuda:
+                row.update(peak_allocated=torch.cuda.max_memory_allocated(),
+                           peak_reserved=torch.cuda.max_memory_reserved())
+            result.write_text(json.dumps(row))
+
+    train(json.loads(config_path.read_text()), callbacks=[Measure()])
+
+
+# ------------------------------------------------------------ data and model
+
+def quantile_sizes(recipe, n: int) -> list[tuple[int, int]]:
+    """*n* ViDA-Bench sizes at evenly spaced quantiles of their image tokens at *recipe*'s limits."""
+    from vida_eval.data.sizes import VIDA_BENCH_SIZES, sizes_in_order
+
+    ranked = sorted(sizes_in_order(VIDA_BENCH_SIZES), key=lambda s: recipe.image_tokens(*s))
+    return [ranked[int((k + 0.5) * len(ranked) / n)] for k in range(n)]
+
+
+def build_data(work: Path, recipe, images: int, questions: int, seed: int) -> dict:
+    """The synthetic release, its prepared files, and the two datasets every variant reads, image by image."""
+    from collections import Counter
+
+    from vida_eval.data.grouping import TURN_ORDER
+    from vida_eval.data.prepare import prepare
+    from vida_eval.data.synth import synthesize
+
+    sizes = quantile_sizes(recipe, images)
     data = work / "data"
-    data.mkdir()
-    shutil.copy(ROOT / "dataset_info.json", data / "dataset_info.json")
-    prepare(release, data / "vida_mini")
-    card = torch.cuda.get_device_name(0) if cuda else "cpu"
-    peak = next((v for k, v in PEAK_BF16.items() if k in card), None)
-    rows = []
-    cli = shutil.which("llamafactory-cli") or str(Path(sys.executable).with_name("llamafactory-cli"))
-    for name in args.variants.split(","):
-        out = work / f"out_{name}"
-        overrides = {
-            "model_name_or_path": str(model), "dataset": "vida_mini", "dataset_dir": str(data),
-            "output_dir": str(out), "max_steps": str(args.steps), "per_device_train_batch_size": str(args.batch_size),
-            "gradient_accumulation_steps": "1", "deepspeed": "null", "logging_steps": "1", "save_steps": "100000",
-            "include_num_input_tokens_seen": "true", "preprocessing_num_workers": "4", "report_to": "none",
-            "overwrite_output_dir": "true", "plot_loss": "false", "max_samples": str(args.steps * args.batch_size * 2),
-            **VARIANTS[name],
-        }
-        if not cuda:
-            overrides.update(bf16="false", tf32="false", use_cpu="true", image_max_pixels="50176", image_min_pixels="12544",
-                             cutoff_len="768", dataloader_num_workers="0", preprocessing_num_workers="1")
-        mem = GpuMemory()
-        if cuda:
-            mem.start()
-        t = time.perf_counter()
-        proc = subprocess.run([cli, "train", str(recipe(work)), *[f"{k}={v}" for k, v in overrides.items()]],
-                              cwd=work, capture_output=True,
-                              text=True, env={**os.environ, "HF_HUB_OFFLINE": "1", "DISABLE_VERSION_CHECK": "1"})
-        wall = time.perf_counter() - t
-        mem.stop.set()
-        if proc.returncode != 0:
-            rows.append({"variant": name, "error": (proc.stderr or proc.stdout)[-400:].strip().splitlines()[-1]})
-            print(f"{name}: failed: {rows[-1]['error']}", flush=True)
-            continue
-        res = json.loads((out / "all_results.json").read_text())
-        log = [json.loads(x) for x in (out / "trainer_log.jsonl").read_text().splitlines()]
-        tokens = res.get("num_input_tokens_seen") or max((x.get("total_tokens", 0) for x in log), default=0)
-        runtime = res["train_runtime"]
-        row = {"variant": name, "samples_per_s": res["train_samples_per_second"], "tokens_per_s": tokens / runtime,
-               "peak_mem_gib": mem.peak_mib / 1024 if cuda else None, "wall_s": wall,
-               "first_loss": log[0].get("loss"),
-               "last_loss": next((x["loss"] for x in reversed(log) if "loss" in x), None)}
-        row["mfu"] = 4 * params * row["tokens_per_s"] / peak if peak else None
-        rows.append(row)
-        print(json.dumps(row), flush=True)
-    print(f"\ncard: {card}; model {args.shape} ({params / 1e6:.1f}M parameters); {args.steps} steps x "
-          f"batch {args.batch_size}")
-    print(f"{'variant':<14}{'samples/s':>10}{'tokens/s':>11}{'peak GiB':>10}{'MFU':>8}")
-    base = next((r for r in rows if "error" not in r), None)
-    for r in rows:
-        if "error" in r:
-            print(f"{r['variant']:<14} failed: {r['error'][:80]}")
-            continue
-        mem_s = f"{r['peak_mem_gib']:.1f}" if r["peak_mem_gib"] is not None else "-"
-        mfu = f"{100 * r['mfu']:.1f}%" if r["mfu"] else "-"
-        ratio = r["tokens_per_s"] / base["tokens_per_s"] if base["tokens_per_s"] else float("nan")
-        print(f"{r['variant']:<14}{r['samples_per_s']:>10.3f}{r['tokens_per_s']:>11.1f}{mem_s:>10}{mfu:>8}"
-              f"   x{ratio:.2f} vs {base['variant']}")
-    if args.out:
-        Path(args.out).write_text(json.dumps({"card": card, "params": params, "rows": rows}, indent=2))
+    tokens = [recipe.image_tokens(*s) for s in sizes]
+    done = data / "done.json"
+    if done.is_file() and json.loads(done.read_text())["key"] == [images, questions, seed, str(recipe.path)]:
+        return {**json.loads(done.read_text())["data"], "data": data}  # an earlier run's, reused with its tokens
+    release = synthesize(work / "release", images=images, bench_images=1, seed=seed, sizes=sizes,
+                         train_sizes=dict(Counter(sizes)), questions=questions)
+    prepare(release, data / "vida", recipe=recipe, group_by_image=questions)
+    order = {}
+    for name in TURN_ORDER:
+        for line in (data / "vida" / f"{name}.jsonl").read_text().splitlines():
+            rec = json.loads(line)
+            order.setdefault(rec["images"][0], []).append(line)
+    with open(data / "bench_order.jsonl", "w", encoding="utf-8") as f:
+        for lines in order.values():
+            f.writelines(x + "\n" for x in lines)
+    rank = {img: k for k, img in enumerate(order)}
+    grouped = sorted((data / "vida" / "vida_grouped.jsonl").read_text().splitlines(),
+                     key=lambda x: rank[json.loads(x)["images"][0]])
+    (data / "bench_grouped.jsonl").write_text("".join(x + "\n" for x in grouped))
+    base = json.loads((ROOT / "dataset_info.json").read_text())["vida_combined"]
+    (data / "dataset_info.json").write_text(json.dumps({
+        "vida_bench_order": {**base, "file_name": "bench_order.jsonl"},
+        "vida_bench_grouped": {**base, "file_name": "bench_grouped.jsonl"}}, indent=2))
+    out = {"sizes": sizes, "image_tokens": tokens, "samples": sum(len(v) for v in order.values()),
+           "conversations": len(grouped)}
+    done.write_text(json.dumps({"key": [images, questions, seed, str(recipe.path)], "data": out}))
+    return {**out, "data": data}
 
 
-def recipe(work: Path) -> Path:
-    """configs/qwen2vl_2b_lora.yaml, with warmup_ratio as a fractional warmup_steps where transformers dropped it."""
-    import yaml
+def variant_config(recipe, name: str, model: Path, data: Path, out: Path, cpu: bool) -> dict:
     from transformers import TrainingArguments
 
-    args = yaml.safe_load((ROOT / "configs" / "qwen2vl_2b_lora.yaml").read_text())
-    if "warmup_ratio" not in TrainingArguments.__dataclass_fields__:
-        args["warmup_steps"] = args.pop("warmup_ratio")
-    path = work / "recipe.yaml"
-    path.write_text(yaml.safe_dump(args))
-    return path
+    args = dict(recipe.args)
+    for key in ("deepspeed", "max_steps"):
+        args.pop(key, None)
+    if "warmup_ratio" not in TrainingArguments.__dataclass_fields__ and "warmup_ratio" in args:
+        args["warmup_steps"] = args.pop("warmup_ratio")  # newer transformers: a ratio given as warmup_steps
+    args.update(model_name_or_path=str(model), dataset="vida_bench_order", dataset_dir=str(data),
+                output_dir=str(out), num_train_epochs=1, save_strategy="no", logging_steps=1,
+                overwrite_cache=True, report_to="none", plot_loss=False, overwrite_output_dir=True,
+                disable_shuffling=True, preprocessing_num_workers=min(16, os.cpu_count() or 1))
+    args.update(VARIANTS[name])
+    args["tokenized_path"] = str(data / "tokenized" / args["dataset"])  # tokenized once per dataset
+    if cpu:
+        args.update(use_cpu=True, bf16=False, tf32=False, dataloader_num_workers=0, preprocessing_num_workers=1,
+                    enable_liger_kernel=False)
+    return args
 
 
-def _numel(shape) -> int:
-    n = 1
-    for d in shape:
-        n *= d
-    return n
+def main(argv=None) -> int:
+    from vida_eval.train.recipe import load_recipe
+
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--recipe", default=str(ROOT / "configs" / "qwen2vl_lora.yaml"))
+    p.add_argument("--shape", default="7b", choices=("7b", "2b", "tiny"))
+    p.add_argument("--variants", default="recipe,no_gc,liger,shared,shared_liger,grouped")
+    p.add_argument("--images", type=int, default=6, help="training images, at quantiles of the real sizes")
+    p.add_argument("--questions", type=int, default=45, help="records per image (real: 45)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--work", default="runs/train_throughput")
+    p.add_argument("--json", help="write the rows here")
+    p.add_argument("--report", nargs="+", metavar="JSON", help="print the table of earlier runs' --json files")
+    p.add_argument("--run-one", nargs=2, metavar=("CONFIG", "RESULT"), help=argparse.SUPPRESS)
+    a = p.parse_args(argv)
+    if a.run_one:
+        run_one(Path(a.run_one[0]), Path(a.run_one[1]))
+        return 0
+    if a.report:
+        rows = [r for f in a.report for r in json.loads(Path(f).read_text())["rows"]]
+        report(rows, next((v for k, v in PEAK_BF16.items() if k in rows[0]["card"]), None))
+        return 0
+    bad = [v for v in a.variants.split(",") if v not in VARIANTS]
+    if bad:
+        p.error(f"unknown variant {bad[0]} (choose from {', '.join(VARIANTS)})")
+
+    from bench.train_memory import build_model
+
+    work = Path(a.work).resolve()
+    cpu = a.shape == "tiny"
+    model = build_model(a.shape, work / f"model-{a.shape}")
+    recipe = load_recipe(a.recipe, [f"model_name_or_path={model}"])
+    if cpu:
+        recipe = load_recipe(ROOT / "configs" / "tiny_lora.yaml", [f"model_name_or_path={model}"])
+    data = build_data(work, recipe, a.images, a.questions, a.seed)
+    card, peak, rate = "cpu", None, None
+    if not cpu:
+        import torch
+
+        from bench.floor import measure_card
+
+        card = torch.cuda.get_device_name(0)
+        peak = next((v for k, v in PEAK_BF16.items() if k in card), None)
+        rate = measure_card()["flops_per_s"]
+        torch.cuda.empty_cache()
+    mean_tokens = sum(data["image_tokens"]) / len(data["image_tokens"])
+    print(f"{a.shape} shape on {card}; {a.images} images of {[f'{w}x{h}' for w, h in data['sizes']]} = "
+          f"{data['image_tokens']} image tokens (mean {mean_tokens:.0f}), {data['samples']} samples "
+          f"({a.questions} per image), {data['conversations']} grouped conversations"
+          + (f"; matmul {rate / 1e12:.0f} TFLOP/s measured" if rate else ""), flush=True)
+    rows = []
+    env = {**os.environ, "DISABLE_VERSION_CHECK": "1", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
+           "PYTORCH_CUDA_ALLOC_CONF": os.environ.get("PYTORCH_CUDA_ALLOC_CONF", "expandable_segments:True")}
+    for name in a.variants.split(","):
+        out = work / f"run-{name}"
+        out.mkdir(parents=True, exist_ok=True)
+        config, result = out / "config.json", out / "result.json"
+        config.write_text(json.dumps(variant_config(recipe, name, model, data["data"], out, cpu)))
+        result.unlink(missing_ok=True)
+        start = time.perf_counter()
+        proc = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--run-one", str(config), str(result)],
+                              env=env, capture_output=True, text=True, check=False)
+        row = {"variant": name, "wall_s": round(time.perf_counter() - start, 1), "shape": a.shape, "card": card}
+        if proc.returncode != 0 or not result.is_file():
+            text = proc.stdout + proc.stderr
+            row["error"] = "out of memory" if "out of memory" in text.lower() else text[-1200:]
+        else:
+            r = json.loads(result.read_text())
+            row.update(r, samples_per_s=r["answers"] / r["seconds"], tokens_per_s=r["tokens"] / r["seconds"])
+            if peak:
+                row["mfu"] = r["flops"] / r["seconds"] / peak
+            if rate:
+                row["x_floor"] = r["seconds"] / (r["flops"] / rate)
+        rows.append(row)
+        if a.json:  # after every variant: a run cut short keeps what it measured
+            Path(a.json).write_text(json.dumps({"data": {k: v for k, v in data.items() if k != "data"},
+                                                "rows": rows}, indent=2, default=str) + "\n")
+        print(json.dumps({k: v for k, v in row.items() if k != "error"} | ({"error": row["error"][-300:]}
+                                                                           if "error" in row else {})), flush=True)
+    report(rows, peak)
+    return 0 if all("error" not in r for r in rows) else 1
+
+
+def report(rows: list[dict], peak: float | None) -> None:
+    base = next((r for r in rows if r["variant"] == "recipe" and "error" not in r), None)
+    print(f"\n{'variant':<20}{'samples/s':>10}{'x recipe':>9}{'LM tok/s':>10}{'img/step':>9}{'MFU':>7}"
+          f"{'x floor':>8}{'peak GiB':>9}{'8 GPUs h':>9}{'8 H20 h':>8}  exact")
+    for r in rows:
+        if "error" in r:
+            print(f"{r['variant']:<20} failed: {r['error'][-100:]!r}")
+            continue
+        ratio = r["samples_per_s"] / base["samples_per_s"] if base else float("nan")
+        hours = EPOCH / (8 * r["samples_per_s"]) / 3600
+        h20 = hours * PEAK_BF16["H100"] / PEAK_BF16["H20"] if peak else float("nan")
+        mem = r.get("peak_reserved", 0) / (1 << 30)
+        print(f"{r['variant']:<20}{r['samples_per_s']:>10.2f}{ratio:>9.2f}{r['tokens_per_s']:>10.0f}"
+              f"{r['images'] / max(r['steps'], 1):>9.1f}{100 * r.get('mfu', 0):>6.1f}%{r.get('x_floor', 0):>8.2f}"
+              f"{mem:>9.1f}{hours:>9.2f}{h20:>8.1f}  {'yes' if r['variant'] in EXACT else 'no'}")
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

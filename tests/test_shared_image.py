@@ -12,7 +12,7 @@ pytest.importorskip("llamafactory")
 
 import torch
 
-from vida_eval.train.shared_image import ImageGroupedSampler, Row, plan_rows, row_mask
+from vida_eval.train.shared_image import ImageGroupedSampler, Row, model_inputs, plan_rows, row_mask
 
 IGNORE = -100
 IMAGE = 9
@@ -144,7 +144,7 @@ def test_shared_rows_give_the_loss_and_lora_gradients_of_the_samples_one_by_one(
         loss_alone += loss.item()
     g_alone = grads()
 
-    batch = SharedImageCollator(**kw)(copy.deepcopy(feats))
+    batch = model_inputs(SharedImageCollator(**kw)(copy.deepcopy(feats)), torch.float32)
     assert batch["input_ids"].shape[0] < len(feats)  # rows shared
     assert batch["image_grid_thw"].shape[0] == batch["input_ids"].shape[0]  # one image encoding per row
     assert batch["attention_mask"].shape[1:] == (1, batch["input_ids"].shape[1], batch["input_ids"].shape[1])

@@ -307,3 +307,17 @@ def test_train_memory_bench_runs_the_recipe_through_llamafactory(tmp_path):
     [row] = json.loads((tmp_path / "rows.json").read_text())
     assert row["rc"] == 0 and row["tokens_per_sample"] == 1280 and row["s_per_step"] > 0
     assert "every sample 1280 tokens (cutoff_len 1280" in proc.stdout
+
+
+def test_train_throughput_bench_counts_fewer_image_encodings_in_shared_rows(tmp_path):
+    out = tmp_path / "rows.json"
+    proc = subprocess.run([sys.executable, str(ROOT / "bench" / "train_throughput.py"), "--shape", "tiny",
+                           "--images", "2", "--questions", "12", "--variants", "recipe,shared", "--work",
+                           str(tmp_path), "--json", str(out)], cwd=tmp_path, env=ENV, capture_output=True, text=True,
+                          timeout=1200, check=False)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    rows = {r["variant"]: r for r in json.loads(out.read_text())["rows"]}
+    assert rows["recipe"]["samples_per_s"] > 0 and rows["shared"]["samples_per_s"] > 0
+    assert rows["recipe"]["images"] == rows["recipe"]["answers"]  # one encoding per sample
+    assert rows["shared"]["images"] < rows["shared"]["answers"]  # one per shared row
+    assert "samples/s" in proc.stdout and "x recipe" in proc.stdout

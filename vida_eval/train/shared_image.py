@@ -84,19 +84,31 @@ def row_mask(segments: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     """The additive 4-D mask of rows whose tokens are labelled by *segments* (rows x length): 0 for the shared
     prefix, i >= 1 for member i's suffix, -1 for padding. A token sees the earlier prefix and the earlier tokens of
     its own segment; padding sees itself."""
-    length = segments.shape[-1]
+    length, device = segments.shape[-1], segments.device
     q, k = segments[:, :, None], segments[:, None, :]
-    causal = torch.tril(torch.ones(length, length, dtype=torch.bool))
+    causal = torch.tril(torch.ones(length, length, dtype=torch.bool, device=device))
     allowed = causal & (q >= 0) & ((k == 0) | (k == q))
-    allowed |= torch.eye(length, dtype=torch.bool) & (q < 0)
-    zero, blocked = torch.tensor(0, dtype=dtype), torch.tensor(torch.finfo(dtype).min, dtype=dtype)
+    allowed |= torch.eye(length, dtype=torch.bool, device=device) & (q < 0)
+    zero = torch.tensor(0, dtype=dtype, device=device)
+    blocked = torch.tensor(torch.finfo(dtype).min, dtype=dtype, device=device)
     return torch.where(allowed, zero, blocked)[:, None]
+
+
+def model_inputs(batch: dict, dtype: torch.dtype) -> dict:
+    """The collated *batch* as the model takes it: the rows' segments become their 4-D mask, built where the
+    segments are (on the GPU, after the trainer moved the batch: a float mask of 10K x 10K tokens is 200 MB a
+    row, too much to hand from the data-loader workers through shared memory)."""
+    segments = batch.pop("row_segments", None)
+    if segments is not None:
+        batch["attention_mask"] = row_mask(segments, dtype)
+    return batch
 
 
 @dataclass
 class SharedImageCollator(SFTDataCollatorWith4DAttentionMask):
-    """LLaMA-Factory's SFT collator, with members about one image packed into shared-prefix rows (module doc).
-    Batches it cannot pack exactly (no image, videos or audio, packed sequences, a model without mrope
+    """LLaMA-Factory's SFT collator, with members about one image packed into shared-prefix rows (module doc);
+    the batch carries each row's segments (``row_mask``), which ``model_inputs`` turns into the 4-D mask on the
+    trainer's device. Batches it cannot pack exactly (no image, videos or audio, packed sequences, a model without mrope
     positions) go through LLaMA-Factory's own collation unchanged."""
 
     max_row_len: int = 0
@@ -142,8 +154,7 @@ class SharedImageCollator(SFTDataCollatorWith4DAttentionMask):
                 n = len(m["input_ids"]) - r.prefix
                 positions[:, r_i, at: at + n] = alone[:, r.prefix:]
                 at += n
-        batch = {"input_ids": input_ids, "labels": labels,
-                 "attention_mask": row_mask(segments, self.compute_dtype),
+        batch = {"input_ids": input_ids, "labels": labels, "row_segments": segments,  # model_inputs: the mask
                  # LLaMA-Factory's layout for transformers 5: the text positions first, then the three mrope rows
                  "position_ids": torch.cat([positions[:1], positions], dim=0), **mm_inputs}
         for key, value in batch.items():

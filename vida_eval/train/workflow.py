@@ -62,11 +62,17 @@ def shared_image_workflow(max_row_len: int):
     """LLaMA-Factory's SFT workflow with our collator and sampler in place of its own, for the block's length."""
     from llamafactory.train.sft import workflow
 
-    from .shared_image import ImageGroupedSampler, SharedImageCollator
+    import torch
+
+    from .shared_image import ImageGroupedSampler, SharedImageCollator, model_inputs
 
     base = workflow.CustomSeq2SeqTrainer
 
     class SharedImageTrainer(base):
+        def _prepare_inputs(self, inputs):
+            dtype = torch.bfloat16 if self.args.bf16 else torch.float16 if self.args.fp16 else torch.float32
+            return model_inputs(super()._prepare_inputs(inputs), dtype)
+
         def _get_train_sampler(self, train_dataset=None, *args, **kwargs):
             if self.finetuning_args.disable_shuffling:
                 return super()._get_train_sampler(train_dataset, *args, **kwargs)
