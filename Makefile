@@ -20,8 +20,8 @@ RECIPE ?= configs/tiny_lora.yaml
 # environment's own, so that every rank runs this environment's Python and packages.
 # PyTorch's expandable segments keep the allocator from holding memory it cannot reuse: the 7B recipe's peak on
 # its largest samples fell from 76.0 to 71.5 GiB (bench/RESULTS.md).
-LLAMAFACTORY := PATH="$(abspath $(VENV))/bin:$$PATH" \
-	PYTORCH_CUDA_ALLOC_CONF=$${PYTORCH_CUDA_ALLOC_CONF:-expandable_segments:True} $(VENV)/bin/llamafactory-cli
+TRAIN_ENV := PATH="$(abspath $(VENV))/bin:$$PATH" PYTORCH_CUDA_ALLOC_CONF=$${PYTORCH_CUDA_ALLOC_CONF:-expandable_segments:True}
+LLAMAFACTORY := $(TRAIN_ENV) $(VENV)/bin/llamafactory-cli
 # Before any training: the recipe's cutoff holds the largest ViDA sample, and /dev/shm holds what the data
 # loaders of every rank hand over (a container needs --ipc=host or --shm-size; else a worker dies and training hangs).
 PREFLIGHT := $(PY) -m vida_eval preflight
@@ -92,9 +92,11 @@ data/vida_mini/vida_combined.jsonl: $(MINI_RELEASE)/train/train_metadata.json
 mini-data: data/vida_mini/vida_combined.jsonl
 
 # LoRA SFT of the tiny model on the synthetic mini-ViDA (CPU), or of RECIPE on its own data.
+# A recipe with vida-eval train's own keys (share_image_prefix) runs through it, every other through LLaMA-Factory.
+TRAINER = $(if $(shell grep -l '^share_image_prefix: *true' $(RECIPE) 2>/dev/null),$(TRAIN_ENV) $(PY) -m vida_eval,$(LLAMAFACTORY))
 train: $(if $(filter configs/tiny_lora.yaml,$(RECIPE)),tiny-model mini-data,setup)
 	$(PREFLIGHT) $(RECIPE) $(TRAIN_ARGS)
-	$(LLAMAFACTORY) train $(RECIPE) $(TRAIN_ARGS)
+	$(TRAINER) train $(RECIPE) $(TRAIN_ARGS)
 
 # The learning proof: the small random Qwen2-VL (~45M parameters), fully fine-tuned for at most 10 minutes
 # on $(SYNTH_IMAGES) synthetic images (data parallel over every GPU), must beat its untrained self on the

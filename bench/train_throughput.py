@@ -61,6 +61,9 @@ VARIANTS = {
     "grouped": {"dataset": "vida_bench_grouped", "per_device_train_batch_size": 1, "gradient_accumulation_steps": 1},
     "grouped_liger": {"dataset": "vida_bench_grouped", "per_device_train_batch_size": 1,
                       "gradient_accumulation_steps": 1, "enable_liger_kernel": True},
+    "grouped_no_gc_liger": {"dataset": "vida_bench_grouped", "per_device_train_batch_size": 1,
+                            "gradient_accumulation_steps": 1, "enable_liger_kernel": True,
+                            "disable_gradient_checkpointing": True},
 }
 EXACT = ("recipe", "no_gc", "liger", "no_gc_liger", "shared", "shared_liger", "shared_no_gc_liger")
 PEAK_BF16 = {"H100": 989e12, "H200": 989e12, "H20": 148e12}

@@ -30,7 +30,10 @@ ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False",
 # ----------------------------------------------------------------- configs
 
 def _load(path):
-    return yaml.safe_load(Path(path).read_text())
+    """A config as LLaMA-Factory reads it: vida-eval train's own keys (checked) taken out."""
+    from vida_eval.train.workflow import split_keys
+
+    return split_keys(yaml.safe_load(Path(path).read_text()))[0]
 
 
 def _parse(args: dict):

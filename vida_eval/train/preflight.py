@@ -78,7 +78,7 @@ def shm_problem(recipe: Recipe, ranks: int, free: int | None, base: Path | None 
         return None, need
     have = "no /dev/shm" if free is None else f"{free / GIB:.2f} GiB free in /dev/shm"
     return (f"{recipe.path}: its data loader needs up to {need / GIB:.1f} GiB of shared memory ({ranks} rank(s) x "
-            f"{recipe.dataloader_workers} workers x 2 batches x {recipe.batch_size} images of up to {tokens} tokens, "
+            f"{recipe.dataloader_workers} workers x 2 batches x {recipe.images_per_batch} images of up to {tokens} tokens, "
             f"float32 pixels) and this machine has {have}: a worker would fail to allocate and training would hang. "
             f"In a container, start it with --ipc=host or --shm-size={-(-need // GIB) + 1}g; elsewhere enlarge "
             "/dev/shm, or train with dataloader_num_workers=0 (slower)."), need

@@ -67,6 +67,14 @@ class Recipe:
         return int(self.args.get("per_device_train_batch_size", 8))
 
     @property
+    def images_per_batch(self) -> int:
+        """Images whose pixels one batch carries: one per sample, or with shared rows one per row (a batch of
+        consecutive samples spans at most two images, each in at most four rows, one per system prompt)."""
+        if self.args.get("share_image_prefix"):
+            return min(self.batch_size, 8)
+        return self.batch_size
+
+    @property
     def dataloader_workers(self) -> int:
         return int(self.args.get("dataloader_num_workers", 0))
 
@@ -109,7 +117,7 @@ class Recipe:
     def shared_memory_need(self, image_tokens: int) -> int:
         """Bytes of /dev/shm the data loader of one rank can hold: workers x batches in flight x a batch's float32
         pixels (LLaMA-Factory's collator returns them, and worker processes hand tensors over in shared memory)."""
-        return self.dataloader_workers * PREFETCH_FACTOR * self.batch_size * pixel_values_bytes(image_tokens)
+        return self.dataloader_workers * PREFETCH_FACTOR * self.images_per_batch * pixel_values_bytes(image_tokens)
 
 
 def load_recipe(path: str | Path, overrides: list[str] = ()) -> Recipe:
