@@ -16,9 +16,9 @@ Model: the shape's real architecture with random bf16 weights. Each variant is i
 ``configs/qwen2vl_lora.yaml`` as shipped (LoRA r64 on the language model and vision blocks, merger trained,
 bf16, sdpa, gradient checkpointing, 2 per device x 8 accumulation) plus the variant's keys, DeepSpeed off.
 
-Counted in that process on the model's outermost forward, over every step after the first: trained answers
-(runs of trained labels: one per question, also inside shared rows and conversations), language-model tokens
-T and attended (query, key) pairs A, vision patches P_i per image. Model FLOPs of those steps (``floor``'s
+Counted in that process on the model's outermost forward and on the vision tower's, over every step after the
+first: trained answers (runs of trained labels: one per question, also inside shared rows and conversations),
+language-model tokens T and attended (query, key) pairs A, vision patches P_i per encoded image. Model FLOPs of those steps (``floor``'s
 per-layer counts; h hidden, k kv width, i intermediate, n layers, V vocabulary; d, r, D the vision tower's
 width, mlp ratio and depth):
 
@@ -76,41 +76,45 @@ IGNORE = -100
 class FlopCounter:
     """Model FLOPs and trained answers of every forward the trainer runs (the formula in the module doc)."""
 
-    def __init__(self, config, pad_id: int):
+    def __init__(self, config):
         from bench.floor import MERGE, PATCH_VOLUME, Shape
 
         self.shape = Shape.from_config(config.to_dict())
-        self.pad_id, self.merge, self.patch_volume = pad_id, MERGE, PATCH_VOLUME
+        self.merge, self.patch_volume = MERGE, PATCH_VOLUME
         self.totals = dict.fromkeys(("answers", "tokens", "pairs", "patches", "images", "linear", "attention"), 0.0)
 
-    def __call__(self, module, args, kwargs):
+    def language(self, module, args, kwargs):
+        """Pre-hook of the model's forward: trained answers, tokens and attended pairs of the language model."""
         import torch
 
-        ids, labels, mask = kwargs.get("input_ids"), kwargs.get("labels"), kwargs.get("attention_mask")
-        if ids is None or labels is None:
+        labels, mask = kwargs.get("labels"), kwargs.get("attention_mask")
+        if labels is None:
             return
         s, t = self.shape, self.totals
         trained = labels != IGNORE
         t["answers"] += int((trained[:, 1:] & ~trained[:, :-1]).sum() + trained[:, 0].sum())
-        if mask is not None and mask.dim() == 4:
-            tokens, pairs = int((ids != self.pad_id).sum()), int((mask == 0).sum())
+        if mask is not None and mask.dim() == 4:  # shared rows: every real token sees its row's first one
+            tokens, pairs = int((mask[:, 0, :, 0] == 0).sum()), int((mask == 0).sum())
         else:
-            lengths = mask.sum(-1) if mask is not None else torch.full((ids.shape[0],), ids.shape[1])
+            lengths = mask.sum(-1) if mask is not None else torch.full((labels.shape[0],), labels.shape[1])
             tokens, pairs = int(lengths.sum()), int((lengths * (lengths + 1) // 2).sum())
         h, k, i = s.hidden, s.kv_dim, s.intermediate
         t["linear"] += s.layers * 2 * tokens * (2 * h * h + 2 * h * k + 3 * h * i) + 2 * tokens * h * s.vocab
         t["attention"] += s.layers * 4 * h * pairs
         t["tokens"] += tokens
         t["pairs"] += pairs
-        grid = kwargs.get("image_grid_thw")
-        if grid is not None:
-            d, r = s.vision_dim, s.vision_mlp_ratio
-            for p in grid.prod(-1).tolist():
-                t["linear"] += (2 * p * self.patch_volume * d + s.vision_depth * 2 * p * d * d * (4 + 2 * r)
-                                + 2 * (p // self.merge) * ((self.merge * d) ** 2 + self.merge * d * h))
-                t["attention"] += s.vision_depth * 4 * p * p * d
-                t["patches"] += p
-                t["images"] += 1
+
+    def vision(self, module, args, kwargs):
+        """Pre-hook of the vision tower's forward: its patches, and attention over each image's own."""
+        grid = kwargs.get("grid_thw", args[1] if len(args) > 1 else None)
+        s, t = self.shape, self.totals
+        d, r, h = s.vision_dim, s.vision_mlp_ratio, s.hidden
+        for p in grid.prod(-1).tolist():
+            t["linear"] += (2 * p * self.patch_volume * d + s.vision_depth * 2 * p * d * d * (4 + 2 * r)
+                            + 2 * (p // self.merge) * ((self.merge * d) ** 2 + self.merge * d * h))
+            t["attention"] += s.vision_depth * 4 * p * p * d
+            t["patches"] += p
+            t["images"] += 1
 
     def training_flops(self) -> float:
         return 2 * self.totals["linear"] + 3 * self.totals["attention"]
@@ -131,9 +135,10 @@ def run_one(config_path: Path, result: Path) -> None:
 
         def on_train_begin(self, args, state, control, model=None, **kwargs):
             inner = model.get_base_model() if hasattr(model, "get_base_model") else model
-            tokenizer = kwargs.get("processing_class") or kwargs.get("tokenizer")
-            self.counter = FlopCounter(inner.config, getattr(tokenizer, "pad_token_id", None) or 151643)
-            model.register_forward_pre_hook(self.counter, with_kwargs=True)
+            self.counter = FlopCounter(inner.config)
+            model.register_forward_pre_hook(self.counter.language, with_kwargs=True)
+            visual = getattr(getattr(inner, "model", inner), "visual", None) or inner.visual
+            visual.register_forward_pre_hook(self.counter.vision, with_kwargs=True)
 
         def on_step_end(self, args, state, control, **kwargs):
             if cuda:

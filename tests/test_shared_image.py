@@ -12,7 +12,7 @@ pytest.importorskip("llamafactory")
 
 import torch
 
-from vida_eval.train.shared_image import ImageGroupedSampler, Row, model_inputs, plan_rows, row_mask
+from vida_eval.train.shared_image import ImageGroupedSampler, Row, encode_images_once, model_inputs, plan_rows, row_mask
 
 IGNORE = -100
 IMAGE = 9
@@ -145,11 +145,13 @@ def test_shared_rows_give_the_loss_and_lora_gradients_of_the_samples_one_by_one(
     g_alone = grads()
 
     batch = model_inputs(SharedImageCollator(**kw)(copy.deepcopy(feats)), torch.float32)
-    assert batch["input_ids"].shape[0] < len(feats)  # rows shared
-    assert batch["image_grid_thw"].shape[0] == batch["input_ids"].shape[0]  # one image encoding per row
+    rows = batch["input_ids"].shape[0]
+    assert rows < len(feats)  # rows shared
+    assert batch["image_grid_thw"].shape[0] == 2 < rows  # each image encoded once, for all its rows
     assert batch["attention_mask"].shape[1:] == (1, batch["input_ids"].shape[1], batch["input_ids"].shape[1])
     assert (batch["labels"] != IGNORE).sum() == sum(trained)  # every trained token, once
-    shared = model(**batch).loss
+    causal = {k: v for k, v in batch.items() if k != "attention_mask"}
+    shared = model(**encode_images_once(model, batch)).loss
     shared.backward()
     g_shared = grads()
 
@@ -161,8 +163,7 @@ def test_shared_rows_give_the_loss_and_lora_gradients_of_the_samples_one_by_one(
 
     # the mask is what makes it exact: plain causal attention across the members changes the loss
     with torch.no_grad():
-        causal = dict(batch, attention_mask=None)
-        assert abs(model(**causal).loss.item() - loss_alone) > 1e-3
+        assert abs(model(**encode_images_once(model, causal)).loss.item() - loss_alone) > 1e-3
 
 
 def test_a_row_of_one_member_is_the_member(lora_setup, workspace, monkeypatch):

@@ -5,8 +5,9 @@ token (the system turn, the image, and whatever of the question they share); suf
 Each suffix token attends to the prefix and to the earlier tokens of its own suffix only (a 4-D mask) and keeps
 the position it has in the member alone (each member's mrope positions are computed on the member itself). So
 every member's logits are those of the member alone, and the loss (the sum over trained tokens divided by their
-count) and its gradients equal those of the members batched one per row. The vision tower runs once per row
-instead of once per member, and the language model reads the image's tokens once.
+count) and its gradients equal those of the members batched one per row. The vision tower runs once per
+distinct image of a batch instead of once per member, and the language model reads an image's tokens once per
+row.
 
 The prefix ends before any member's first trained token: the logit at a suffix's last token then meets the next
 suffix's first token as its label, which is never trained, so no loss crosses from one member to another.
@@ -94,6 +95,54 @@ def row_mask(segments: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     return torch.where(allowed, zero, blocked)[:, None]
 
 
+# Families whose image features are the vision tower's output alone (Qwen3-VL also hands deepstack features to
+# the language model's layers), so that an image encoded once can be placed into several rows.
+ENCODE_ONCE = ("qwen2_vl", "qwen2_5_vl")
+
+
+def distinct_images(mm_inputs: dict, images: list[list]) -> dict:
+    """*mm_inputs* of the rows' *images* (one list per row) with each distinct image's pixels once, and
+    ``row_images`` (rows x images per row; -1 pads) indexing them. Unchanged when no image repeats."""
+    flat = [str(x) for imgs in images for x in imgs]
+    if len(set(flat)) == len(flat):
+        return mm_inputs
+    grid = mm_inputs["image_grid_thw"]
+    ends = grid.prod(-1).cumsum(0).tolist()
+    first: dict[str, int] = {}
+    keep = []
+    for k, name in enumerate(flat):
+        if name not in first:
+            first[name] = len(keep)
+            keep.append(k)
+    pixels = mm_inputs["pixel_values"]
+    out = dict(mm_inputs, image_grid_thw=grid[keep],
+               pixel_values=torch.cat([pixels[(ends[k - 1] if k else 0):ends[k]] for k in keep]))
+    width = max(len(imgs) for imgs in images)
+    out["row_images"] = torch.tensor([[first[str(x)] for x in imgs] + [-1] * (width - len(imgs)) for imgs in images])
+    return out
+
+
+def encode_images_once(model, inputs: dict) -> dict:
+    """Inputs with ``row_images`` (``distinct_images``) as the model takes them: each distinct image through the
+    vision tower once, its features placed at the image tokens of every row that holds it, given as
+    ``inputs_embeds``. Gradients of all those rows meet in the one encoding, as they would sum over copies."""
+    row_images = inputs.pop("row_images", None)
+    if row_images is None:
+        return inputs
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    vlm = base.model
+    ids, grid = inputs.pop("input_ids"), inputs.pop("image_grid_thw")
+    features = vlm.get_image_features(inputs.pop("pixel_values"), grid).pooler_output
+    embeds = vlm.get_input_embeddings()(ids)
+    rows = []
+    for r in range(ids.shape[0]):
+        mine = torch.cat([features[j] for j in row_images[r].tolist() if j >= 0]).to(embeds.dtype)
+        at = (ids[r] == base.config.image_token_id)[:, None].expand_as(embeds[r])
+        rows.append(embeds[r].masked_scatter(at, mine))
+    inputs["inputs_embeds"] = torch.stack(rows)
+    return inputs
+
+
 def model_inputs(batch: dict, dtype: torch.dtype) -> dict:
     """The collated *batch* as the model takes it: the rows' segments become their 4-D mask, built where the
     segments are (on the GPU, after the trainer moved the batch: a float mask of 10K x 10K tokens is 200 MB a
@@ -108,7 +157,8 @@ def model_inputs(batch: dict, dtype: torch.dtype) -> dict:
 class SharedImageCollator(SFTDataCollatorWith4DAttentionMask):
     """LLaMA-Factory's SFT collator, with members about one image packed into shared-prefix rows (module doc);
     the batch carries each row's segments (``row_mask``), which ``model_inputs`` turns into the 4-D mask on the
-    trainer's device. Batches it cannot pack exactly (no image, videos or audio, packed sequences, a model without mrope
+    trainer's device, and for ENCODE_ONCE families each distinct image once (``encode_images_once`` runs the
+    vision tower inside the training step). Batches it cannot pack exactly (no image, videos or audio, packed sequences, a model without mrope
     positions) go through LLaMA-Factory's own collation unchanged."""
 
     max_row_len: int = 0
@@ -154,6 +204,8 @@ class SharedImageCollator(SFTDataCollatorWith4DAttentionMask):
                 n = len(m["input_ids"]) - r.prefix
                 positions[:, r_i, at: at + n] = alone[:, r.prefix:]
                 at += n
+        if getattr(getattr(self.model, "config", None), "model_type", None) in ENCODE_ONCE:
+            mm_inputs = distinct_images(mm_inputs, images)
         batch = {"input_ids": input_ids, "labels": labels, "row_segments": segments,  # model_inputs: the mask
                  # LLaMA-Factory's layout for transformers 5: the text positions first, then the three mrope rows
                  "position_ids": torch.cat([positions[:1], positions], dim=0), **mm_inputs}

@@ -60,11 +60,10 @@ def split_keys(config: dict) -> tuple[dict, dict]:
 @contextlib.contextmanager
 def shared_image_workflow(max_row_len: int):
     """LLaMA-Factory's SFT workflow with our collator and sampler in place of its own, for the block's length."""
+    import torch
     from llamafactory.train.sft import workflow
 
-    import torch
-
-    from .shared_image import ImageGroupedSampler, SharedImageCollator, model_inputs
+    from .shared_image import ImageGroupedSampler, SharedImageCollator, encode_images_once, model_inputs
 
     base = workflow.CustomSeq2SeqTrainer
 
@@ -72,6 +71,10 @@ def shared_image_workflow(max_row_len: int):
         def _prepare_inputs(self, inputs):
             dtype = torch.bfloat16 if self.args.bf16 else torch.float16 if self.args.fp16 else torch.float32
             return model_inputs(super()._prepare_inputs(inputs), dtype)
+
+        def compute_loss(self, model, inputs, *args, **kwargs):
+            return super().compute_loss(model, encode_images_once(self.accelerator.unwrap_model(model), inputs),
+                                        *args, **kwargs)
 
         def _get_train_sampler(self, train_dataset=None, *args, **kwargs):
             if self.finetuning_args.disable_shuffling:
@@ -121,7 +124,7 @@ def cmd_train(args) -> int:
         cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={ranks}",
                f"--master_port={os.environ.get('MASTER_PORT', '29500')}", "-m", "vida_eval", "train",
                str(args.config), *args.overrides]
-        return subprocess.run(cmd).returncode
+        return subprocess.run(cmd, check=False).returncode
     train(config)
     return 0
 
