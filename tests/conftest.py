@@ -82,6 +82,26 @@ def workspace(tmp_path_factory):
     return root
 
 
+
+def llamafactory_dataset(workspace: Path, dataset: str, **args):
+    """*dataset* of the workspace tokenized by LLaMA-Factory's own loader for the tiny model, as training would
+    (run from the workspace: dataset_dir is its data/). Returns (dataset, tokenizer module, template, the parsed
+    (model, data, training, finetuning, generating) arguments)."""
+    from llamafactory.data import get_dataset, get_template_and_fix_tokenizer
+    from llamafactory.hparams import get_train_args
+    from llamafactory.model import load_tokenizer
+
+    base = {"model_name_or_path": str(workspace / "models" / "tiny-qwen2vl"), "stage": "sft", "do_train": True,
+            "finetuning_type": "lora", "dataset": dataset, "dataset_dir": "data", "template": "qwen2_vl",
+            "cutoff_len": 1280, "output_dir": str(workspace / "out_ds"), "overwrite_cache": True,
+            "preprocessing_num_workers": 1, "per_device_train_batch_size": 1, "report_to": "none",
+            "image_max_pixels": 50176, "image_min_pixels": 12544}
+    parsed = get_train_args({**base, **args})
+    tok = load_tokenizer(parsed[0])
+    template = get_template_and_fix_tokenizer(tok["tokenizer"], parsed[1])
+    ds = get_dataset(template, parsed[0], parsed[1], parsed[2], "sft", **tok)["train_dataset"]
+    return ds, tok, template, parsed
+
 def tag_orientation(path: Path, orientation: int = 6) -> None:
     """Give a JPEG an EXIF orientation tag (6: shown turned 90 degrees clockwise); its stored frame stays."""
     from PIL import Image

@@ -8,7 +8,7 @@ import pytest
 from vida_eval.cli import main
 from vida_eval.data.grouping import IMAGE, TURN_ORDER, group_by_image
 
-from .conftest import ROOT
+from .conftest import ROOT, llamafactory_dataset
 
 
 @pytest.fixture(scope="module")
@@ -72,30 +72,20 @@ def test_records_that_cannot_merge_stay_as_they_are():
     assert convs == [two_turns, image_later]
 
 
-def test_grouped_conversations_fit_the_recipe_and_train_every_turn(prepared, workspace, monkeypatch):
+def test_grouped_conversations_fit_the_recipe_and_train_every_turn(prepared, workspace, tmp_path, monkeypatch):
     pytest.importorskip("llamafactory")
-    from llamafactory.data import get_dataset, get_template_and_fix_tokenizer
-    from llamafactory.hparams import get_train_args
-    from llamafactory.model import load_tokenizer
-
-    monkeypatch.chdir(workspace)
-    out = workspace / "data" / "vida_grouped_check"
+    monkeypatch.chdir(workspace)  # the recipe's model folder, as training would find it
+    data = tmp_path / "data"
+    out = data / "vida_grouped_check"
     recipe = ROOT / "configs" / "tiny_lora.yaml"
     assert main(["data", "prepare", "--release", str(prepared / "release"), "--out", str(out), "--recipe",
                  str(recipe), "--group-by-image", "45"]) == 0
     report = json.loads((out / "prepare_report.json").read_text())
     assert report["grouped"]["split_to_fit_cutoff"] > 0  # 45 turns exceed the tiny recipe's 1,280 tokens
-    info = json.loads((workspace / "data" / "dataset_info.json").read_text())
-    info["vida_grouped_check"] = dict(info["vida_grouped"], file_name="vida_grouped_check/vida_grouped.jsonl")
-    (workspace / "data" / "dataset_info.json").write_text(json.dumps(info))
-    args = dict(model_name_or_path="models/tiny-qwen2vl", stage="sft", do_train=True, finetuning_type="lora",
-                dataset="vida_grouped_check", dataset_dir="data", template="qwen2_vl", cutoff_len=1280,
-                output_dir=str(workspace / "out_grouped"), overwrite_cache=True, preprocessing_num_workers=1,
-                per_device_train_batch_size=1, report_to="none", image_max_pixels=50176, image_min_pixels=12544)
-    model_args, data_args, training_args, *_ = get_train_args(args)
-    tok = load_tokenizer(model_args)
-    template = get_template_and_fix_tokenizer(tok["tokenizer"], data_args)
-    ds = get_dataset(template, model_args, data_args, training_args, "sft", **tok)["train_dataset"]
+    info = json.loads((ROOT / "dataset_info.json").read_text())
+    (data / "dataset_info.json").write_text(json.dumps(
+        {"vida_grouped_check": dict(info["vida_grouped"], file_name="vida_grouped_check/vida_grouped.jsonl")}))
+    ds, tok, _, _ = llamafactory_dataset(workspace, "vida_grouped_check", dataset_dir=str(data))
     convs = [json.loads(x) for x in (out / "vida_grouped.jsonl").read_text().splitlines()]
     assert len(ds) == len(convs)
     end = tok["tokenizer"].convert_tokens_to_ids("<|im_end|>")

@@ -14,6 +14,8 @@ import torch
 
 from vida_eval.train.shared_image import ImageGroupedSampler, Row, encode_images_once, model_inputs, plan_rows, row_mask
 
+from .conftest import ROOT, llamafactory_dataset
+
 IGNORE = -100
 IMAGE = 9
 
@@ -90,24 +92,15 @@ def lora_setup(workspace):
     """The tiny Qwen2-VL with LoRA on the language model and the vision blocks (float32, CPU), its template and
     tokenized samples of the prepared synthetic release, all through LLaMA-Factory's own loaders. The samples
     name their images relative to the workspace."""
-    from llamafactory.data import get_dataset, get_template_and_fix_tokenizer
-    from llamafactory.hparams import get_train_args
-    from llamafactory.model import load_model, load_tokenizer
+    from llamafactory.model import load_model
 
     cwd = os.getcwd()
     os.chdir(workspace)
     try:
-        args = dict(model_name_or_path="models/tiny-qwen2vl", stage="sft", do_train=True, finetuning_type="lora",
-                    lora_target="all", lora_rank=8, lora_dropout=0.0, freeze_vision_tower=False,
-                    dataset="vida_mini", dataset_dir="data", template="qwen2_vl", cutoff_len=1280,
-                    output_dir=str(workspace / "out_shared"), overwrite_cache=True, preprocessing_num_workers=1,
-                    per_device_train_batch_size=1, report_to="none", image_max_pixels=50176,
-                    image_min_pixels=12544, max_samples=200, use_cpu=True, bf16=False)
-        model_args, data_args, training_args, finetuning_args, _ = get_train_args(args)
-        tok = load_tokenizer(model_args)
-        template = get_template_and_fix_tokenizer(tok["tokenizer"], data_args)
-        ds = get_dataset(template, model_args, data_args, training_args, "sft", **tok)["train_dataset"]
-        model = load_model(tok["tokenizer"], model_args, finetuning_args, is_trainable=True).eval()
+        ds, tok, template, parsed = llamafactory_dataset(
+            workspace, "vida_mini", lora_target="all", lora_rank=8, lora_dropout=0.0, freeze_vision_tower=False,
+            output_dir=str(workspace / "out_shared"), max_samples=200, use_cpu=True, bf16=False)
+        model = load_model(tok["tokenizer"], parsed[0], parsed[3], is_trainable=True).eval()
     finally:
         os.chdir(cwd)
     return model, template, tok, ds
@@ -183,8 +176,6 @@ def test_a_row_of_one_member_is_the_member(lora_setup, workspace, monkeypatch):
 # ------------------------------------------------------- vida-eval train
 
 def test_vida_eval_train_runs_a_shared_prefix_recipe(workspace):
-    from .conftest import ROOT
-
     out = workspace / "saves" / "shared"
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
     proc = subprocess.run([sys.executable, "-m", "vida_eval", "train", str(ROOT / "configs" / "tiny_lora.yaml"),
@@ -198,8 +189,6 @@ def test_vida_eval_train_runs_a_shared_prefix_recipe(workspace):
 
 
 def test_vida_eval_train_refuses_packing_with_shared_rows(workspace):
-    from .conftest import ROOT
-
     proc = subprocess.run([sys.executable, "-m", "vida_eval", "train", str(ROOT / "configs" / "tiny_lora.yaml"),
                            "share_image_prefix=true", "packing=true"], cwd=workspace, capture_output=True,
                           text=True, timeout=120, check=False)

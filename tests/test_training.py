@@ -18,7 +18,7 @@ from vida_eval.models.families import family_of_model
 from vida_eval.models.tiny import TinySpec, build_tiny_model
 from vida_eval.train.recipe import load_recipe
 
-from .conftest import ROOT
+from .conftest import ROOT, llamafactory_dataset
 
 pytest.importorskip("llamafactory")
 
@@ -118,22 +118,11 @@ def test_learning_proof_recipe_matches_the_small_model(tmp_path):
 # ----------------------------------------------------------------- datasets
 
 def test_every_registered_dataset_loads_through_llamafactory(workspace, monkeypatch):
-    from llamafactory.data import get_dataset, get_template_and_fix_tokenizer
-    from llamafactory.hparams import get_train_args
-    from llamafactory.model import load_tokenizer
-
     monkeypatch.chdir(workspace)
     info = json.loads((workspace / "data" / "dataset_info.json").read_text())
     assert len(info) == 24
     for name in info:
-        args = dict(model_name_or_path=str(workspace / "models" / "tiny-qwen2vl"), stage="sft", do_train=True,
-                    finetuning_type="lora", dataset=name, dataset_dir="data", template="qwen2_vl", cutoff_len=1024,
-                    output_dir=str(workspace / "out_ds"), overwrite_cache=True, preprocessing_num_workers=1,
-                    per_device_train_batch_size=1, report_to="none", max_samples=6, image_max_pixels=50176)
-        model_args, data_args, training_args, *_ = get_train_args(args)
-        tok = load_tokenizer(model_args)
-        template = get_template_and_fix_tokenizer(tok["tokenizer"], data_args)
-        ds = get_dataset(template, model_args, data_args, training_args, "sft", **tok)["train_dataset"]
+        ds, tok, _, _ = llamafactory_dataset(workspace, name, cutoff_len=1024, max_samples=6)
         assert len(ds) > 0, name
         row = ds[0]
         assert row["images"], name
