@@ -100,32 +100,25 @@ def row_mask(segments: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
 ENCODE_ONCE = ("qwen2_vl", "qwen2_5_vl")
 
 
-def distinct_images(mm_inputs: dict, images: list[list]) -> dict:
-    """*mm_inputs* of the rows' *images* (one list per row) with each distinct image's pixels once, and
-    ``row_images`` (rows x images per row; -1 pads) indexing them. Unchanged when no image repeats."""
-    flat = [str(x) for imgs in images for x in imgs]
-    if len(set(flat)) == len(flat):
-        return mm_inputs
-    grid = mm_inputs["image_grid_thw"]
-    ends = grid.prod(-1).cumsum(0).tolist()
+def distinct_images(images: list[list]) -> tuple[list, torch.Tensor | None]:
+    """The distinct images of the rows' *images* (one list per row), in order of first appearance, and
+    ``row_images`` (rows x images per row; -1 pads) indexing them; None when no image repeats."""
     first: dict[str, int] = {}
-    keep = []
-    for k, name in enumerate(flat):
-        if name not in first:
-            first[name] = len(keep)
-            keep.append(k)
-    pixels = mm_inputs["pixel_values"]
-    out = dict(mm_inputs, image_grid_thw=grid[keep],
-               pixel_values=torch.cat([pixels[(ends[k - 1] if k else 0):ends[k]] for k in keep]))
+    distinct = []
+    for x in (x for imgs in images for x in imgs):
+        if str(x) not in first:
+            first[str(x)] = len(distinct)
+            distinct.append(x)
+    if len(distinct) == sum(len(imgs) for imgs in images):
+        return distinct, None
     width = max(len(imgs) for imgs in images)
-    out["row_images"] = torch.tensor([[first[str(x)] for x in imgs] + [-1] * (width - len(imgs)) for imgs in images])
-    return out
+    return distinct, torch.tensor([[first[str(x)] for x in imgs] + [-1] * (width - len(imgs)) for imgs in images])
 
 
 def encode_images_once(model, inputs: dict) -> dict:
-    """Inputs with ``row_images`` (``distinct_images``) as the model takes them: each distinct image through the
-    vision tower once, its features placed at the image tokens of every row that holds it, given as
-    ``inputs_embeds``. Gradients of all those rows meet in the one encoding, as they would sum over copies."""
+    """Inputs with ``row_images`` (``distinct_images``: the batch's pixels hold each distinct image once) as the
+    model takes them: each distinct image through the vision tower once, its features placed at the image tokens
+    of every row that holds it, given as ``inputs_embeds``. Gradients of all those rows meet in the one encoding, as they would sum over copies."""
     row_images = inputs.pop("row_images", None)
     if row_images is None:
         return inputs
@@ -178,9 +171,19 @@ class SharedImageCollator(SFTDataCollatorWith4DAttentionMask):
                 labels += m["labels"][r.prefix:]
                 segments += [i] * (len(m["input_ids"]) - r.prefix)
             row_ids.append(ids), row_labels.append(labels), row_segments.append(segments)
-        mm_inputs = self.template.mm_plugin.get_mm_inputs(
-            [x for imgs in images for x in imgs], [], [], [len(x) for x in images], [0] * len(rows), [0] * len(rows),
-            row_ids, self.processor)
+        row_images = None
+        if getattr(getattr(self.model, "config", None), "model_type", None) in ENCODE_ONCE:
+            distinct, row_images = distinct_images(images)
+        if row_images is None:
+            mm_inputs = self.template.mm_plugin.get_mm_inputs(
+                [x for imgs in images for x in imgs], [], [], [len(x) for x in images], [0] * len(rows),
+                [0] * len(rows), row_ids, self.processor)
+        else:  # each distinct image processed once, listed with the first row that holds it
+            holder = [next(r for r in range(len(rows)) if j in row_images[r].tolist()) for j in range(len(distinct))]
+            mm_inputs = self.template.mm_plugin.get_mm_inputs(
+                distinct, [], [], [1] * len(distinct), [0] * len(distinct), [0] * len(distinct),
+                [row_ids[r] for r in holder], self.processor)
+            mm_inputs["row_images"] = row_images
         mm_inputs.pop("mm_token_type_ids", None)  # positions are given; the model does not need them
 
         length = max(len(x) for x in row_ids)
@@ -194,8 +197,11 @@ class SharedImageCollator(SFTDataCollatorWith4DAttentionMask):
         grids = mm_inputs.get("image_grid_thw")
         start = 0
         for r_i, r in enumerate(rows):
-            grid = grids[start:start + len(images[r_i])] if grids is not None else None
-            start += len(images[r_i])
+            if row_images is not None:
+                grid = grids[row_images[r_i][row_images[r_i] >= 0]]
+            else:
+                grid = grids[start:start + len(images[r_i])] if grids is not None else None
+                start += len(images[r_i])
             at = r.prefix
             for k, m in enumerate(r.members):
                 alone = self._positions_alone(m["input_ids"], grid)
@@ -204,8 +210,6 @@ class SharedImageCollator(SFTDataCollatorWith4DAttentionMask):
                 n = len(m["input_ids"]) - r.prefix
                 positions[:, r_i, at: at + n] = alone[:, r.prefix:]
                 at += n
-        if getattr(getattr(self.model, "config", None), "model_type", None) in ENCODE_ONCE:
-            mm_inputs = distinct_images(mm_inputs, images)
         batch = {"input_ids": input_ids, "labels": labels, "row_segments": segments,  # model_inputs: the mask
                  # LLaMA-Factory's layout for transformers 5: the text positions first, then the three mrope rows
                  "position_ids": torch.cat([positions[:1], positions], dim=0), **mm_inputs}
