@@ -194,3 +194,43 @@ def test_vida_eval_train_refuses_packing_with_shared_rows(workspace):
                           text=True, timeout=120, check=False)
     assert proc.returncode == 2
     assert "leave packing and neat_packing off" in proc.stderr
+
+
+def test_images_encoded_once_train_in_bf16_beside_float32_trained_weights(workspace, tmp_path, monkeypatch):
+    # As on a GPU: bf16 frozen weights, the trained merger and LoRA weights in float32 (LLaMA-Factory upcasts
+    # them). The vision tower then runs outside the model's forward, so it needs the forward's autocast too.
+    import vida_eval.train.shared_image as shared
+    from vida_eval.train.workflow import train
+
+    by_image: dict[str, list[str]] = {}
+    for line in (workspace / "data" / "vida" / "vida_combined.jsonl").read_text().splitlines():
+        by_image.setdefault(json.loads(line)["images"][0], []).append(line)
+    two = sorted(by_image.values(), key=len)[-2:]
+    data = tmp_path / "data"
+    data.mkdir()
+    with open(data / "two_images.jsonl", "w", encoding="utf-8") as f:
+        for line in (x for lines in two for x in lines[:6]):
+            rec = json.loads(line)  # its image where this dataset_dir will find it
+            rec["images"] = [str(workspace / "data" / x) for x in rec["images"]]
+            f.write(json.dumps(rec) + "\n")
+    info = json.loads((ROOT / "dataset_info.json").read_text())["vida_combined"]
+    (data / "dataset_info.json").write_text(json.dumps({"two_images": {**info, "file_name": "two_images.jsonl"}}))
+    once, calls = shared.encode_images_once, []
+
+    def counted(model, inputs):
+        calls.append((inputs.get("row_images") is not None, torch.is_autocast_enabled("cpu")))
+        return once(model, inputs)
+
+    monkeypatch.setattr(shared, "encode_images_once", counted)
+    monkeypatch.chdir(workspace)
+    import yaml
+
+    config = yaml.safe_load((ROOT / "configs" / "tiny_lora.yaml").read_text())
+    config.update(share_image_prefix=True, share_image_max_len=400, dataset="two_images", dataset_dir=str(data),
+                  per_device_train_batch_size=6, gradient_accumulation_steps=1, disable_shuffling=True,
+                  max_steps=2, bf16=True, infer_dtype="bfloat16", output_dir=str(tmp_path / "out"),
+                  logging_steps=1, save_strategy="no", report_to="none")
+    train(config)
+    assert calls == [(True, True)] * 2  # each step: one image in several rows, encoded once, under autocast
+    log = [json.loads(x) for x in (tmp_path / "out" / "trainer_log.jsonl").read_text().splitlines()]
+    assert all(torch.isfinite(torch.tensor(x["loss"])) for x in log if "loss" in x)

@@ -73,8 +73,11 @@ def shared_image_workflow(max_row_len: int):
             return model_inputs(super()._prepare_inputs(inputs), dtype)
 
         def compute_loss(self, model, inputs, *args, **kwargs):
-            return super().compute_loss(model, encode_images_once(self.accelerator.unwrap_model(model), inputs),
-                                        *args, **kwargs)
+            # The vision tower runs here, outside the model's forward, so under the autocast accelerate gives that
+            # forward: without it the float32 trained weights (LoRA, merger) meet the bf16 frozen ones unconverted.
+            with self.accelerator.autocast():
+                inputs = encode_images_once(self.accelerator.unwrap_model(model), inputs)
+            return super().compute_loss(model, inputs, *args, **kwargs)
 
         def _get_train_sampler(self, train_dataset=None, *args, **kwargs):
             if self.finetuning_args.disable_shuffling:
