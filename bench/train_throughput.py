@@ -32,6 +32,12 @@ attention's backward about two of its forward; LoRA's own small matmuls and chec
 not counted). MFU = training FLOPs / seconds / 989 TFLOP/s (H100/H200 dense bf16); the floor is the same
 FLOPs at the matmul rate measured in this run. Projected epoch of 534,000 samples on 8 cards = 534,000 /
 (8 x samples/s), data parallel without communication cost; on 8 H20 that time x 989 / 148.
+
+``--profile N`` records steps 2..N+1 with the PyTorch profiler before the timed steps (which then start after
+step N+1): device time by kind of kernel (attention, matmul, loss, copies, the rest), the share of the window
+the device was busy, the host's operators by their own time, and the rate the matmul and attention kernels reached on the FLOPs counted in the window
+(2 linear and 3 attention as above; LoRA's matmuls and checkpointing's recomputation run in the matmul
+kernels uncounted, so that rate is the useful one).
 """
 
 from __future__ import annotations
@@ -65,7 +71,14 @@ VARIANTS = {
                             "gradient_accumulation_steps": 1, "enable_liger_kernel": True,
                             "disable_gradient_checkpointing": True},
 }
-EXACT = ("recipe", "no_gc", "liger", "no_gc_liger", "shared", "shared_liger", "shared_no_gc_liger")
+# cuDNN's attention plans each new sequence shape on the host (the profile's aten::_cudnn_attention_* self
+# time); these variants leave PyTorch's flash and memory-efficient kernels to scaled_dot_product_attention.
+NO_CUDNN_SDPA = "no_cudnn_sdpa"  # a bench key, taken out before LLaMA-Factory sees the config
+VARIANTS.update({
+    "shared_no_cudnn": {**SHARED, NO_CUDNN_SDPA: True},
+    "grouped_no_cudnn": {**VARIANTS["grouped"], NO_CUDNN_SDPA: True},
+})
+EXACT = ("shared_no_cudnn", "recipe", "no_gc", "liger", "no_gc_liger", "shared", "shared_liger", "shared_no_gc_liger")
 PEAK_BF16 = {"H100": 989e12, "H200": 989e12, "H20": 148e12}
 EPOCH = 534_000
 IGNORE = -100
@@ -120,8 +133,63 @@ class FlopCounter:
         return 2 * self.totals["linear"] + 3 * self.totals["attention"]
 
 
-def run_one(config_path: Path, result: Path) -> None:
-    """One variant in this process: LLaMA-Factory's training with a counter on the model, timed after step 1."""
+# Kinds of kernel (CUDA) or operator (CPU) by name, the first match wins ("fmha_cutlassF" is attention).
+KERNEL_KINDS = (("attention", ("flash", "fmha", "attention", "attn", "sdpa")),
+                ("loss", ("cross_entropy", "log_softmax", "nll_loss", "liger")),
+                ("matmul", ("gemm", "nvjet", "cutlass", "xmma", "cublas", "aten::mm", "aten::bmm", "aten::addmm",
+                            "aten::matmul", "aten::linear")),
+                ("copy", ("memcpy", "memset", "copy", "aten::cat", "index", "gather", "scatter")))
+
+
+def kernel_kind(name: str) -> str:
+    low = name.lower()
+    return next((kind for kind, keys in KERNEL_KINDS if any(k in low for k in keys)), "other")
+
+
+def busy_seconds(spans: list[tuple[float, float]]) -> float:
+    """Length of the union of (start, end) intervals, in their unit."""
+    total, end = 0.0, float("-inf")
+    for a, b in sorted(spans):
+        if b > end:
+            total += b - max(a, end)
+            end = b
+    return total
+
+
+def summarize_profile(prof, cuda: bool, window_s: float, flops: dict, top: int = 12) -> dict:
+    """Device time by kernel kind over a profiled window (CPU: operators' self time), its busy share, and the
+    rate of the matmul and attention kernels on the window's counted FLOPs."""
+    from torch.autograd import DeviceType
+
+    times: dict[str, float] = {}
+    host: dict[str, float] = {}
+    spans = []
+    for e in prof.events():
+        if e.device_type == DeviceType.CPU:
+            host[e.name] = host.get(e.name, 0.0) + e.self_cpu_time_total / 1e6
+        if cuda and e.device_type == DeviceType.CUDA:
+            spans.append((e.time_range.start, e.time_range.end))
+            times[e.name] = times.get(e.name, 0.0) + e.time_range.elapsed_us() / 1e6
+    if not cuda:
+        times = host
+    kinds = dict.fromkeys(("attention", "matmul", "loss", "copy", "other"), 0.0)
+    for name, sec in times.items():
+        kinds[kernel_kind(name)] += sec
+    out = {"window_s": window_s, "kinds_s": kinds,
+           "top": [[name[:90], sec] for name, sec in sorted(times.items(), key=lambda kv: -kv[1])[:top]]}
+    if cuda:  # and where the host spends the window (waiting for data shows as the data loader's self time)
+        out["busy_s"] = busy_seconds(spans) / 1e6
+        out["host_top"] = [[name[:90], sec] for name, sec in sorted(host.items(), key=lambda kv: -kv[1])[:top]]
+    if kinds["matmul"]:
+        out["matmul_flops_per_s"] = 2 * flops["linear"] / kinds["matmul"]
+    if kinds["attention"]:
+        out["attention_flops_per_s"] = 3 * flops["attention"] / kinds["attention"]
+    return out
+
+
+def run_one(config_path: Path, result: Path, profile_steps: int = 0) -> None:
+    """One variant in this process: LLaMA-Factory's training with a counter on the model, timed after step 1
+    (after step 1 + *profile_steps* when those are profiled)."""
     import torch
     from transformers import TrainerCallback
 
@@ -132,6 +200,7 @@ def run_one(config_path: Path, result: Path) -> None:
     class Measure(TrainerCallback):
         def __init__(self):
             self.counter, self.start, self.base = None, None, None
+            self.prof, self.profile = None, None
 
         def on_train_begin(self, args, state, control, model=None, **kwargs):
             inner = model.get_base_model() if hasattr(model, "get_base_model") else model
@@ -143,24 +212,49 @@ def run_one(config_path: Path, result: Path) -> None:
         def on_step_end(self, args, state, control, **kwargs):
             if cuda:
                 torch.cuda.synchronize()
-            if state.global_step == 1:  # the first step carries compilation and the allocator's warm-up
+            if state.global_step == 1 and profile_steps:
+                from torch.profiler import ProfilerActivity, profile
+
+                self.prof = profile(activities=[ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else []))
+                self.prof.__enter__()
+                self.pstart, self.pbase = time.perf_counter(), dict(self.counter.totals)
+            if state.global_step == 1 + profile_steps:  # the first step carries compilation and warm-up
+                if self.prof is not None:
+                    window = time.perf_counter() - self.pstart
+                    self.prof.__exit__(None, None, None)
+                    counted = {k: self.counter.totals[k] - self.pbase[k] for k in ("linear", "attention")}
+                    try:
+                        self.profile = summarize_profile(self.prof, cuda, window, counted)
+                    except Exception as e:  # noqa: BLE001 - the timed steps still count without a profile
+                        self.profile = {"error": repr(e), "window_s": window}
+                    self.profile["steps"] = profile_steps
+                    self.prof = None
                 self.start, self.base = time.perf_counter(), dict(self.counter.totals)
                 self.base["flops"] = self.counter.training_flops()
+                self.first = state.global_step
             self.steps = state.global_step
 
         def on_train_end(self, args, state, control, **kwargs):
             if cuda:
                 torch.cuda.synchronize()
-            seconds = time.perf_counter() - self.start
             t = self.counter.totals
+            if self.start is None or self.steps == self.first:
+                raise SystemExit(f"{self.steps} steps: none left to time after step {1 + profile_steps}")
+            seconds = time.perf_counter() - self.start
             row = {k: t[k] - self.base[k] for k in t}
-            row.update(seconds=seconds, steps=self.steps - 1, flops=self.counter.training_flops() - self.base["flops"])
+            row.update(seconds=seconds, steps=self.steps - self.first,
+                       flops=self.counter.training_flops() - self.base["flops"])
+            if self.profile:
+                row["profile"] = self.profile
             if cuda:
                 row.update(peak_allocated=torch.cuda.max_memory_allocated(),
                            peak_reserved=torch.cuda.max_memory_reserved())
             result.write_text(json.dumps(row))
 
-    train(json.loads(config_path.read_text()), callbacks=[Measure()])
+    config = json.loads(config_path.read_text())
+    if config.pop(NO_CUDNN_SDPA, False):
+        torch.backends.cuda.enable_cudnn_sdp(False)
+    train(config, callbacks=[Measure()])
 
 
 # ------------------------------------------------------------ data and model
@@ -245,10 +339,12 @@ def main(argv=None) -> int:
     p.add_argument("--work", default="runs/train_throughput")
     p.add_argument("--json", help="write the rows here")
     p.add_argument("--report", nargs="+", metavar="JSON", help="print the table of earlier runs' --json files")
+    p.add_argument("--profile", type=int, default=0, metavar="N",
+                   help="profile steps 2..N+1 of each variant (kernel time by kind); timing starts after them")
     p.add_argument("--run-one", nargs=2, metavar=("CONFIG", "RESULT"), help=argparse.SUPPRESS)
     a = p.parse_args(argv)
     if a.run_one:
-        run_one(Path(a.run_one[0]), Path(a.run_one[1]))
+        run_one(Path(a.run_one[0]), Path(a.run_one[1]), a.profile)
         return 0
     if a.report:
         rows = [r for f in a.report for r in json.loads(Path(f).read_text())["rows"]]
@@ -292,7 +388,8 @@ def main(argv=None) -> int:
         config.write_text(json.dumps(variant_config(recipe, name, model, data["data"], out, cpu)))
         result.unlink(missing_ok=True)
         start = time.perf_counter()
-        proc = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--run-one", str(config), str(result)],
+        proc = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--run-one", str(config), str(result),
+                               "--profile", str(a.profile)],
                               env=env, capture_output=True, text=True, check=False)
         row = {"variant": name, "wall_s": round(time.perf_counter() - start, 1), "shape": a.shape, "card": card}
         if proc.returncode != 0 or not result.is_file():
@@ -330,6 +427,24 @@ def report(rows: list[dict], peak: float | None) -> None:
         print(f"{r['variant']:<20}{r['samples_per_s']:>10.2f}{ratio:>9.2f}{r['tokens_per_s']:>10.0f}"
               f"{r['images'] / max(r['steps'], 1):>9.1f}{100 * r.get('mfu', 0):>6.1f}%{r.get('x_floor', 0):>8.2f}"
               f"{mem:>9.1f}{hours:>9.2f}{h20:>8.1f}  {'yes' if r['variant'] in EXACT else 'no'}")
+    for r in rows:
+        if "profile" in r and "error" in r["profile"]:
+            print(f"\n{r['variant']}: no profile ({r['profile']['error']})")
+        elif "profile" in r:
+            print_profile(r["variant"], r["profile"])
+
+
+def print_profile(variant: str, prof: dict) -> None:
+    kinds, total = prof["kinds_s"], sum(prof["kinds_s"].values()) or 1.0
+    busy = f"device busy {prof['busy_s'] / prof['window_s']:.0%} of " if "busy_s" in prof else ""
+    print(f"\n{variant}: {prof['steps']} profiled steps, {busy}{prof['window_s']:.2f} s; kernel time "
+          + ", ".join(f"{k} {v / total:.0%}" for k, v in kinds.items())
+          + "".join(f"; {k} kernels {prof[f'{k}_flops_per_s'] / 1e12:.0f} TFLOP/s" for k in ("matmul", "attention")
+                    if f"{k}_flops_per_s" in prof))
+    for name, sec in prof["top"]:
+        print(f"  {sec / total:6.1%}  {kernel_kind(name):<9} {name}")
+    for name, sec in prof.get("host_top", []):
+        print(f"  host {sec:7.3f} s  {name}")
 
 
 if __name__ == "__main__":

@@ -304,8 +304,8 @@ def test_train_memory_bench_runs_the_recipe_through_llamafactory(tmp_path):
 def test_train_throughput_bench_counts_fewer_image_encodings_in_shared_rows(tmp_path):
     out = tmp_path / "rows.json"
     proc = subprocess.run([sys.executable, str(ROOT / "bench" / "train_throughput.py"), "--shape", "tiny",
-                           "--images", "2", "--questions", "12", "--variants", "recipe,shared", "--work",
-                           str(tmp_path), "--json", str(out)], cwd=tmp_path, env=ENV, capture_output=True, text=True,
+                           "--images", "2", "--questions", "20", "--variants", "recipe,shared", "--work",
+                           str(tmp_path), "--json", str(out), "--profile", "1"], cwd=tmp_path, env=ENV, capture_output=True, text=True,
                           timeout=1200, check=False)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     rows = {r["variant"]: r for r in json.loads(out.read_text())["rows"]}
@@ -313,3 +313,22 @@ def test_train_throughput_bench_counts_fewer_image_encodings_in_shared_rows(tmp_
     assert rows["recipe"]["images"] == rows["recipe"]["answers"]  # one encoding per sample
     assert rows["shared"]["images"] < rows["shared"]["answers"]  # one per shared row
     assert "samples/s" in proc.stdout and "x recipe" in proc.stdout
+    for row in rows.values():  # one profiled step before the timed ones: operator time by kind
+        prof = row["profile"]
+        assert prof["steps"] == 1 and row["steps"] >= 1
+        assert prof["kinds_s"]["matmul"] > 0 and prof["matmul_flops_per_s"] > 0
+        assert sum(prof["kinds_s"].values()) <= prof["window_s"] * (os.cpu_count() or 1)
+    assert "profiled steps" in proc.stdout
+
+
+def test_train_throughput_profile_kinds_and_busy_time():
+    sys.path.insert(0, str(ROOT))
+    from bench.train_throughput import busy_seconds, kernel_kind
+
+    assert kernel_kind("fmha_cutlassF_bf16_aligned_64x128_rf_sm80") == "attention"  # before "cutlass": matmul
+    assert kernel_kind("void pytorch_flash::flash_bwd_dq_dk_dv_loop_seqk_parallel_kernel<...>") == "attention"
+    assert kernel_kind("nvjet_tst_192x192_64x3_2x1_v_bz_coopB_TNT") == "matmul"
+    assert kernel_kind("_cross_entropy_kernel") == "loss"
+    assert kernel_kind("Memcpy DtoD (Device -> Device)") == "copy"
+    assert kernel_kind("void at::native::vectorized_elementwise_kernel<4, ...>") == "other"
+    assert busy_seconds([(0, 2), (1, 3), (5, 6)]) == 4 and busy_seconds([]) == 0
