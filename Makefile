@@ -133,8 +133,9 @@ learning-proof: small-model synth-data
 # answers), on the same budget of questions (batch and steps scaled by the conversations' mean length), beside
 # the one-question run of `make learning-proof`.
 learning-proof-grouped: small-model synth-data
-	$(MAKE) train-small TRAIN_ARGS="$$($(PY) bench/learning_proof.py --grouped-args data/vida_synth \
-		configs/small_full.yaml $(TRAIN_ARGS)) output_dir=saves/small-qwen2vl/full/vida_synth_grouped"
+	mkdir -p runs && $(PY) bench/learning_proof.py --grouped-args data/vida_synth configs/small_full.yaml $(TRAIN_ARGS) \
+		> runs/proof-grouped.args
+	$(MAKE) train-small TRAIN_ARGS="$$(cat runs/proof-grouped.args) output_dir=saves/small-qwen2vl/full/vida_synth_grouped"
 	$(MAKE) eval MODEL=saves/small-qwen2vl/full/vida_synth_grouped BENCH=$(SYNTH_RELEASE) NAME=proof-grouped
 	$(PY) bench/learning_proof.py runs/proof-untrained runs/proof-trained runs/proof-grouped --bench $(SYNTH_RELEASE)
 
