@@ -76,7 +76,7 @@ def workspace(tmp_path_factory):
     (root / "data").mkdir()
     shutil.copy(ROOT / "dataset_info.json", root / "data" / "dataset_info.json")
     for name in ("vida", "vida_mini", "vida_synth"):
-        prepare(release, root / "data" / name, group_by_image=8 if name == "vida" else 0)
+        prepare(release, root / "data" / name, group_by_image=0 if name == "vida_mini" else 8)
     prepare(release, root / "data" / "vida-qwen2_5_vl", recipe=load_recipe(ROOT / QWEN2_5_VL.recipe),
             family=QWEN2_5_VL, group_by_image=8)
     return root

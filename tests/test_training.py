@@ -120,7 +120,7 @@ def test_learning_proof_recipe_matches_the_small_model(tmp_path):
 def test_every_registered_dataset_loads_through_llamafactory(workspace, monkeypatch):
     monkeypatch.chdir(workspace)
     info = json.loads((workspace / "data" / "dataset_info.json").read_text())
-    assert len(info) == 24
+    assert len(info) == 25
     for name in info:
         ds, tok, _, _ = llamafactory_dataset(workspace, name, cutoff_len=1024, max_samples=6)
         assert len(ds) > 0, name
