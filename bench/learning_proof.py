@@ -86,8 +86,8 @@ def main(argv=None) -> int:
                     help="run folders of trained models (the first is the reference the others compare to)")
     ap.add_argument("--bench", type=Path, help="the bench the runs answered")
     ap.add_argument("--grouped-args", nargs="+", metavar="ARG",
-                    help="PREPARED RECIPE [KEY=VALUE ...]: print the keys that train RECIPE (with the one-question run's KEY=VALUE overrides) on "
-                         "PREPARED's grouped set on the same budget, and exit")
+                    help="PREPARED RECIPE [KEY=VALUE ...]: print the keys that train RECIPE (with the one-question "
+                         "run's KEY=VALUE overrides) on PREPARED's grouped set on the same budget, and exit")
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "--grouped-args":  # before the positional runs: its values are no run folders
         if len(argv) < 3:

@@ -18,9 +18,9 @@ bf16, sdpa, gradient checkpointing, 2 per device x 8 accumulation) plus the vari
 
 Counted in that process on the model's outermost forward and on the vision tower's, over every step after the
 first: trained answers (runs of trained labels: one per question, also inside shared rows and conversations),
-language-model tokens T and attended (query, key) pairs A, vision patches P_i per encoded image. Model FLOPs of those steps (``floor``'s
-per-layer counts; h hidden, k kv width, i intermediate, n layers, V vocabulary; d, r, D the vision tower's
-width, mlp ratio and depth):
+language-model tokens T and attended (query, key) pairs A, vision patches P_i per encoded image. Model FLOPs
+of those steps (``floor``'s per-layer counts; h hidden, k kv width, i intermediate, n layers, V vocabulary;
+d, r, D the vision tower's width, mlp ratio and depth):
 
     linear    = n 2 T (2h^2 + 2hk + 3hi) + 2 T h V                    language model, logits at every position
               + sum_i [2 P_i 1176 d + D 2 P_i d^2 (4 + 2r) + 2 (P_i/4) ((4d)^2 + 4dh)]   vision tower, merger
@@ -35,9 +35,9 @@ FLOPs at the matmul rate measured in this run. Projected epoch of 534,000 sample
 
 ``--profile N`` records steps 2..N+1 with the PyTorch profiler before the timed steps (which then start after
 step N+1): device time by kind of kernel (attention, matmul, loss, copies, the rest), the share of the window
-the device was busy, the host's operators by their own time, and the rate the matmul and attention kernels reached on the FLOPs counted in the window
-(2 linear and 3 attention as above; LoRA's matmuls and checkpointing's recomputation run in the matmul
-kernels uncounted, so that rate is the useful one).
+the device was busy, the host's operators by their own time, and the rate the matmul and attention kernels
+reached on the FLOPs counted in the window (2 linear and 3 attention as above; LoRA's matmuls and
+checkpointing's recomputation run in the matmul kernels uncounted, so that rate is the useful one).
 """
 
 from __future__ import annotations
@@ -56,29 +56,27 @@ sys.path.insert(0, str(ROOT))
 # Each variant: the recipe plus these keys. The shared rows take the 16 samples of one recipe step in one
 # micro-batch (same samples per optimizer step: 2 x 8 accumulation = 16 x 1).
 SHARED = {"share_image_prefix": True, "per_device_train_batch_size": 16, "gradient_accumulation_steps": 1}
+GROUPED = {"dataset": "vida_bench_grouped", "per_device_train_batch_size": 1, "gradient_accumulation_steps": 1}
+LIGER, NO_GC = {"enable_liger_kernel": True}, {"disable_gradient_checkpointing": True}
+# cuDNN's attention plans each new sequence shape on the host (the profile's aten::_cudnn_attention_* self
+# time); the no_cudnn variants leave PyTorch's flash and memory-efficient kernels to scaled_dot_product_attention.
+NO_CUDNN_SDPA = "no_cudnn_sdpa"  # a bench key, taken out before LLaMA-Factory sees the config
 VARIANTS = {
     "recipe": {},
-    "no_gc": {"disable_gradient_checkpointing": True},
-    "liger": {"enable_liger_kernel": True},
-    "no_gc_liger": {"disable_gradient_checkpointing": True, "enable_liger_kernel": True},
+    "no_gc": NO_GC,
+    "liger": LIGER,
+    "no_gc_liger": {**NO_GC, **LIGER},
     "shared": SHARED,
-    "shared_liger": {**SHARED, "enable_liger_kernel": True},
-    "shared_no_gc_liger": {**SHARED, "enable_liger_kernel": True, "disable_gradient_checkpointing": True},
-    "grouped": {"dataset": "vida_bench_grouped", "per_device_train_batch_size": 1, "gradient_accumulation_steps": 1},
-    "grouped_liger": {"dataset": "vida_bench_grouped", "per_device_train_batch_size": 1,
-                      "gradient_accumulation_steps": 1, "enable_liger_kernel": True},
-    "grouped_no_gc_liger": {"dataset": "vida_bench_grouped", "per_device_train_batch_size": 1,
-                            "gradient_accumulation_steps": 1, "enable_liger_kernel": True,
-                            "disable_gradient_checkpointing": True},
-}
-# cuDNN's attention plans each new sequence shape on the host (the profile's aten::_cudnn_attention_* self
-# time); these variants leave PyTorch's flash and memory-efficient kernels to scaled_dot_product_attention.
-NO_CUDNN_SDPA = "no_cudnn_sdpa"  # a bench key, taken out before LLaMA-Factory sees the config
-VARIANTS.update({
+    "shared_liger": {**SHARED, **LIGER},
+    "shared_no_gc_liger": {**SHARED, **LIGER, **NO_GC},
     "shared_no_cudnn": {**SHARED, NO_CUDNN_SDPA: True},
-    "grouped_no_cudnn": {**VARIANTS["grouped"], NO_CUDNN_SDPA: True},
-})
-EXACT = ("shared_no_cudnn", "recipe", "no_gc", "liger", "no_gc_liger", "shared", "shared_liger", "shared_no_gc_liger")
+    "grouped": GROUPED,
+    "grouped_liger": {**GROUPED, **LIGER},
+    "grouped_no_gc_liger": {**GROUPED, **LIGER, **NO_GC},
+    "grouped_no_cudnn": {**GROUPED, NO_CUDNN_SDPA: True},
+}
+# Every variant but the conversations keeps each sample's loss and gradients as they are alone.
+EXACT = tuple(name for name, keys in VARIANTS.items() if keys.get("dataset") != GROUPED["dataset"])
 PEAK_BF16 = {"H100": 989e12, "H200": 989e12, "H20": 148e12}
 EPOCH = 534_000
 IGNORE = -100

@@ -118,7 +118,8 @@ def distinct_images(images: list[list]) -> tuple[list, torch.Tensor | None]:
 def encode_images_once(model, inputs: dict) -> dict:
     """Inputs with ``row_images`` (``distinct_images``: the batch's pixels hold each distinct image once) as the
     model takes them: each distinct image through the vision tower once, its features placed at the image tokens
-    of every row that holds it, given as ``inputs_embeds``. Gradients of all those rows meet in the one encoding, as they would sum over copies."""
+    of every row that holds it, given as ``inputs_embeds``. Gradients of all those rows meet in the one encoding,
+    as they would sum over copies."""
     row_images = inputs.pop("row_images", None)
     if row_images is None:
         return inputs
@@ -151,8 +152,8 @@ class SharedImageCollator(SFTDataCollatorWith4DAttentionMask):
     """LLaMA-Factory's SFT collator, with members about one image packed into shared-prefix rows (module doc);
     the batch carries each row's segments (``row_mask``), which ``model_inputs`` turns into the 4-D mask on the
     trainer's device, and for ENCODE_ONCE families each distinct image once (``encode_images_once`` runs the
-    vision tower inside the training step). Batches it cannot pack exactly (no image, videos or audio, packed sequences, a model without mrope
-    positions) go through LLaMA-Factory's own collation unchanged."""
+    vision tower inside the training step). Batches it cannot pack exactly (no image, videos or audio, packed
+    sequences, a model without mrope positions) go through LLaMA-Factory's own collation unchanged."""
 
     max_row_len: int = 0
 
