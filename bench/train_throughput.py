@@ -33,6 +33,9 @@ not counted). MFU = training FLOPs / seconds / 989 TFLOP/s (H100/H200 dense bf16
 FLOPs at the matmul rate measured in this run. Projected epoch of 534,000 samples on 8 cards = 534,000 /
 (8 x samples/s), data parallel without communication cost; on 8 H20 that time x 989 / 148.
 
+``--resume`` keeps the rows of an earlier run's ``--json`` file (same data, same card) and measures only the
+variants it lacks, so that a long list of variants can be measured side by side over several calls.
+
 ``--profile N`` records steps 2..N+1 with the PyTorch profiler before the timed steps (which then start after
 step N+1): device time by kind of kernel (attention, matmul, loss, copies, the rest), the share of the window
 the device was busy, the host's operators by their own time, and the rate the matmul and attention kernels
@@ -60,7 +63,7 @@ GROUPED = {"dataset": "vida_bench_grouped", "per_device_train_batch_size": 1, "g
 LIGER, NO_GC = {"enable_liger_kernel": True}, {"disable_gradient_checkpointing": True}
 # cuDNN's attention plans each new sequence shape on the host (the profile's aten::_cudnn_attention_* self
 # time); the no_cudnn variants leave PyTorch's flash and memory-efficient kernels to scaled_dot_product_attention.
-NO_CUDNN_SDPA = "no_cudnn_sdpa"  # a bench key, taken out before LLaMA-Factory sees the config
+NO_CUDNN = {"sdpa_cudnn": False}
 VARIANTS = {
     "recipe": {},
     "no_gc": NO_GC,
@@ -69,11 +72,11 @@ VARIANTS = {
     "shared": SHARED,
     "shared_liger": {**SHARED, **LIGER},
     "shared_no_gc_liger": {**SHARED, **LIGER, **NO_GC},
-    "shared_no_cudnn": {**SHARED, NO_CUDNN_SDPA: True},
+    "shared_no_cudnn": {**SHARED, **NO_CUDNN},
     "grouped": GROUPED,
     "grouped_liger": {**GROUPED, **LIGER},
     "grouped_no_gc_liger": {**GROUPED, **LIGER, **NO_GC},
-    "grouped_no_cudnn": {**GROUPED, NO_CUDNN_SDPA: True},
+    "grouped_no_cudnn": {**GROUPED, **NO_CUDNN},
 }
 # Every variant but the conversations keeps each sample's loss and gradients as they are alone.
 EXACT = tuple(name for name, keys in VARIANTS.items() if keys.get("dataset") != GROUPED["dataset"])
@@ -240,7 +243,7 @@ def run_one(config_path: Path, result: Path, profile_steps: int = 0) -> None:
                 raise SystemExit(f"{self.steps} steps: none left to time after step {1 + profile_steps}")
             seconds = time.perf_counter() - self.start
             row = {k: t[k] - self.base[k] for k in t}
-            row.update(seconds=seconds, steps=self.steps - self.first,
+            row.update(seconds=seconds, steps=self.steps - self.first, cudnn_sdp=torch.backends.cuda.cudnn_sdp_enabled(),
                        flops=self.counter.training_flops() - self.base["flops"])
             if self.profile:
                 row["profile"] = self.profile
@@ -249,10 +252,7 @@ def run_one(config_path: Path, result: Path, profile_steps: int = 0) -> None:
                            peak_reserved=torch.cuda.max_memory_reserved())
             result.write_text(json.dumps(row))
 
-    config = json.loads(config_path.read_text())
-    if config.pop(NO_CUDNN_SDPA, False):
-        torch.backends.cuda.enable_cudnn_sdp(False)
-    train(config, callbacks=[Measure()])
+    train(json.loads(config_path.read_text()), callbacks=[Measure()])
 
 
 # ------------------------------------------------------------ data and model
@@ -335,7 +335,9 @@ def main(argv=None) -> int:
     p.add_argument("--questions", type=int, default=45, help="records per image (real: 45)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--work", default="runs/train_throughput")
-    p.add_argument("--json", help="write the rows here")
+    p.add_argument("--json", help="write the rows here (after every variant)")
+    p.add_argument("--resume", action="store_true",
+                   help="keep the --json file's rows measured on this data and card; run only the other variants")
     p.add_argument("--report", nargs="+", metavar="JSON", help="print the table of earlier runs' --json files")
     p.add_argument("--profile", type=int, default=0, metavar="N",
                    help="profile steps 2..N+1 of each variant (kernel time by kind); timing starts after them")
@@ -376,10 +378,25 @@ def main(argv=None) -> int:
           f"{data['image_tokens']} image tokens (mean {mean_tokens:.0f}), {data['samples']} samples "
           f"({a.questions} per image), {data['conversations']} grouped conversations"
           + (f"; matmul {rate / 1e12:.0f} TFLOP/s measured" if rate else ""), flush=True)
+    kept = {}
+    summary = {k: v for k, v in data.items() if k != "data"}
+    if a.resume and a.json and Path(a.json).is_file():
+        earlier = json.loads(Path(a.json).read_text())
+        if earlier.get("data") == json.loads(json.dumps(summary)):  # the same images, questions and tokens
+            kept = {r["variant"]: r for r in earlier["rows"] if "error" not in r and r.get("card") == card}
+        print(f"resumed from {a.json}: {', '.join(kept) or 'no row'} kept", flush=True)
+    def save(rows):  # after every variant: a run cut short keeps what it measured
+        if a.json:
+            Path(a.json).write_text(json.dumps({"data": summary, "rows": rows}, indent=2, default=str) + "\n")
+
     rows = []
     env = {**os.environ, "DISABLE_VERSION_CHECK": "1", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
            "PYTORCH_CUDA_ALLOC_CONF": os.environ.get("PYTORCH_CUDA_ALLOC_CONF", "expandable_segments:True")}
     for name in a.variants.split(","):
+        if name in kept:
+            rows.append(kept[name])
+            save(rows)
+            continue
         out = work / f"run-{name}"
         out.mkdir(parents=True, exist_ok=True)
         config, result = out / "config.json", out / "result.json"
@@ -389,7 +406,8 @@ def main(argv=None) -> int:
         proc = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--run-one", str(config), str(result),
                                "--profile", str(a.profile)],
                               env=env, capture_output=True, text=True, check=False)
-        row = {"variant": name, "wall_s": round(time.perf_counter() - start, 1), "shape": a.shape, "card": card}
+        row = {"variant": name, "keys": VARIANTS[name], "wall_s": round(time.perf_counter() - start, 1),
+               "shape": a.shape, "card": card}
         if proc.returncode != 0 or not result.is_file():
             text = proc.stdout + proc.stderr
             row["error"] = "out of memory" if "out of memory" in text.lower() else text[-1200:]
@@ -401,9 +419,7 @@ def main(argv=None) -> int:
             if rate:
                 row["x_floor"] = r["seconds"] / (r["flops"] / rate)
         rows.append(row)
-        if a.json:  # after every variant: a run cut short keeps what it measured
-            Path(a.json).write_text(json.dumps({"data": {k: v for k, v in data.items() if k != "data"},
-                                                "rows": rows}, indent=2, default=str) + "\n")
+        save(rows)
         print(json.dumps({k: v for k, v in row.items() if k != "error"} | ({"error": row["error"][-300:]}
                                                                            if "error" in row else {})), flush=True)
     report(rows, peak)

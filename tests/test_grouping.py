@@ -6,7 +6,7 @@ from collections import Counter
 import pytest
 
 from vida_eval.cli import main
-from vida_eval.data.grouping import IMAGE, TURN_ORDER, group_by_image
+from vida_eval.data.grouping import CHOICES, IMAGE, TURN_ORDER, chunk_turns, group_by_image
 
 from .conftest import ROOT, llamafactory_dataset
 
@@ -50,6 +50,39 @@ def test_every_question_lands_once_in_a_conversation_about_its_image(prepared):
     assert len(convs) < len(by_id) / 4  # 45 questions per image: few conversations
     kinds = Counter(c.get("system") for c in convs)
     assert len(kinds) == 4  # grounding, default, description and scoring prompts never share one
+
+
+def test_one_multiple_choice_question_per_conversation_and_it_comes_first(prepared, capsys):
+    out = prepared / "data" / "vida_one_choice"
+    assert main(["data", "prepare", "--release", str(prepared / "release"), "--out", str(out),
+                 "--group-by-image", "45", "--choices-per-conversation", "1"]) == 0
+    records = _subsets(out)
+    subset = {r["id"]: name for name, recs in records.items() for r in recs}
+    convs = [json.loads(x) for x in (out / "vida_grouped.jsonl").read_text().splitlines()]
+    seen = Counter(i for c in convs for i in c["id"].split("+"))
+    assert seen == Counter(list(subset))  # each record exactly once
+    choices = [[subset[i] == CHOICES for i in c["id"].split("+")] for c in convs]
+    assert all(sum(c) <= 1 for c in choices) and all(not any(c[1:]) for c in choices)  # one, and first
+    assert sum(map(sum, choices)) == len(records[CHOICES]) > 2 * len({c["images"][0] for c in convs})
+    assert any(c[0] and len(c) > 1 for c in choices)  # the image's other questions ride along after it
+    assert main(["data", "prepare", "--release", str(prepared / "release"), "--out", str(out),
+                 "--choices-per-conversation", "1"]) == 2
+    assert "give K too" in capsys.readouterr().err
+
+
+def test_multiple_choice_turns_are_dealt_first_and_the_rest_after_them():
+    def rec(name, k):
+        return name, {"id": f"{name}{k}", "images": ["a.jpg"], "conversations": [
+            {"from": "human", "value": f"{IMAGE}\nq{k}"}, {"from": "gpt", "value": "a"}]}
+
+    members = [rec(CHOICES, k) for k in range(5)] + [rec("vida_p_qa", k) for k in range(4)]
+    chunks = chunk_turns(members, 3, 2)
+    assert [[r["id"] for r in c] for c in chunks] == [
+        ["vida_p_mcq0", "vida_p_mcq1", "vida_p_qa0"], ["vida_p_mcq2", "vida_p_mcq3", "vida_p_qa1"],
+        ["vida_p_mcq4", "vida_p_qa2", "vida_p_qa3"]]
+    assert [len(c) for c in chunk_turns(members, 2, 1)] == [2, 2, 2, 2, 1]  # 4 of the rest ride along, none left
+    assert [len(c) for c in chunk_turns(members[:2] + members[5:], 2, 1)] == [2, 2, 2]  # 2 ride, 2 more after
+    assert chunk_turns(members, 4) == [[r for _, r in members[i:i + 4]] for i in (0, 4, 8)]  # no limit: in order
 
 
 def test_conversations_are_split_until_they_fit():

@@ -196,6 +196,27 @@ def test_vida_eval_train_refuses_packing_with_shared_rows(workspace):
     assert "leave packing and neat_packing off" in proc.stderr
 
 
+def test_sdpa_cudnn_false_turns_cudnn_attention_off_before_llamafactory_runs(monkeypatch):
+    import llamafactory.train.tuner as tuner
+
+    from vida_eval.records import InputError
+    from vida_eval.train.workflow import split_keys, train
+
+    seen = []
+    monkeypatch.setattr(tuner, "run_exp", lambda config, callbacks=None: seen.append(
+        (dict(config), torch.backends.cuda.cudnn_sdp_enabled())))
+    was = torch.backends.cuda.cudnn_sdp_enabled()
+    try:
+        torch.backends.cuda.enable_cudnn_sdp(True)
+        train({"stage": "sft", "sdpa_cudnn": True})
+        train({"stage": "sft", "sdpa_cudnn": False})
+    finally:
+        torch.backends.cuda.enable_cudnn_sdp(was)
+    assert seen == [({"stage": "sft"}, True), ({"stage": "sft"}, False)]  # our key never reaches LLaMA-Factory
+    with pytest.raises(InputError, match="sdpa_cudnn: 'no' is not true or false"):
+        split_keys({"sdpa_cudnn": "no"})
+
+
 def test_images_encoded_once_train_in_bf16_beside_float32_trained_weights(workspace, tmp_path, monkeypatch):
     # As on a GPU: bf16 frozen weights, the trained merger and LoRA weights in float32 (LLaMA-Factory upcasts
     # them). The vision tower then runs outside the model's forward, so it needs the forward's autocast too.

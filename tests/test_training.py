@@ -319,6 +319,18 @@ def test_train_throughput_bench_counts_fewer_image_encodings_in_shared_rows(tmp_
         assert prof["kinds_s"]["matmul"] > 0 and prof["matmul_flops_per_s"] > 0
         assert sum(prof["kinds_s"].values()) <= prof["window_s"] * (os.cpu_count() or 1)
     assert "profiled steps" in proc.stdout
+    # Resumed with one more variant: the rows measured stay as they were, only the new one runs.
+    proc = subprocess.run([sys.executable, str(ROOT / "bench" / "train_throughput.py"), "--shape", "tiny",
+                           "--images", "2", "--questions", "20", "--variants", "recipe,shared_no_cudnn,shared",
+                           "--work", str(tmp_path), "--json", str(out), "--resume"], cwd=tmp_path, env=ENV,
+                          capture_output=True, text=True, timeout=1200, check=False)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "kept" in proc.stdout and "recipe, shared kept" in proc.stdout
+    again = json.loads(out.read_text())["rows"]
+    assert [r["variant"] for r in again] == ["recipe", "shared_no_cudnn", "shared"]
+    assert again[0] == rows["recipe"] and again[2] == rows["shared"]
+    assert again[1]["cudnn_sdp"] is False and again[1]["images"] < again[1]["answers"]  # shared rows, no cuDNN
+    assert again[0]["cudnn_sdp"] is True
 
 
 def test_train_throughput_profile_kinds_and_busy_time():

@@ -143,9 +143,12 @@ def cmd_prepare(args) -> int:
     from ..models.families import get_family
     from .prepare import prepare
 
+    if args.choices_per_conversation and not args.group_by_image:
+        raise InputError("--choices-per-conversation limits the conversations of --group-by-image K: give K too")
     summary = prepare(args.release, args.out, verify_images=not args.no_verify, progress_factory=_file_bar,
                       recipe=_recipe(args), exclude=args.exclude,
-                      family=get_family(args.family) if args.family else None, group_by_image=args.group_by_image)
+                      family=get_family(args.family) if args.family else None, group_by_image=args.group_by_image,
+                      choices_per_conversation=args.choices_per_conversation)
     _print_summary(summary)
     lost = _print_losses(summary)
     print(f"LLaMA-Factory files in {args.out}; report {Path(args.out) / 'prepare_report.json'}; "
@@ -226,6 +229,9 @@ def register(sub) -> None:
     sp.add_argument("--group-by-image", type=non_negative_int, default=0, metavar="K",
                     help="also write vida_grouped.jsonl: the questions about each image as conversations of at most "
                          "K turns (the image encoded once per conversation; later turns see earlier answers)")
+    sp.add_argument("--choices-per-conversation", type=non_negative_int, default=0, metavar="M",
+                    help="with --group-by-image: at most M multiple-choice questions per conversation, first "
+                         "(1: none sees another's answer; default 0, no limit)")
     sp.set_defaults(func=cmd_prepare)
 
     sp = dsub.add_parser("holdout", help="carve a local ViDA-Bench, with ground truth, out of the training release")

@@ -288,7 +288,7 @@ def _out_problem(release: Release, out: Path) -> str | None:
 
 def prepare(release_root: str | Path, out: str | Path | None, verify_images: bool = True,
             progress_factory=None, recipe=None, exclude: str | Path | None = None, family=None,
-            group_by_image: int = 0) -> dict:
+            group_by_image: int = 0, choices_per_conversation: int = 0) -> dict:
     """Check every training file of a release; with *out*, write the LLaMA-Factory files there.
 
     *out* gets ``<name>.jsonl`` per registered dataset, an ``images`` link to
@@ -301,7 +301,8 @@ def prepare(release_root: str | Path, out: str | Path | None, verify_images: boo
     Qwen2-VL), every box is written in its convention and ``family.json`` records it. A registered file that is missing is reported (``missing``) and no output is left for it;
     the outputs of an earlier preparation into *out* are replaced, and those it would leave stale removed.
     With *group_by_image* K, ``vida_grouped.jsonl`` also holds the nine subsets' records as conversations of at
-    most K questions about one image (``grouping``), each within the recipe's cutoff_len when there is a recipe.
+    most K questions about one image (``grouping``), each within the recipe's cutoff_len when there is a recipe,
+    and at most *choices_per_conversation* multiple-choice questions in each when that is given.
 
     Returns {dataset name: its report, ..., "images": the frame report, "recipe": what lengths were counted
     with, "removed": stale files removed from *out*}.
@@ -377,7 +378,7 @@ def prepare(release_root: str | Path, out: str | Path | None, verify_images: boo
                 sizes = [images.size(n[len(image_prefix) + 1:]) for n in conv["images"]]
                 return counter.count(conv, sizes)[0] <= recipe.cutoff_len
         subsets = [f.name for f in files if not f.problem and f.name != "vida_combined"]
-        summary["grouped"] = write_grouped(out, subsets, group_by_image, fits)
+        summary["grouped"] = write_grouped(out, subsets, group_by_image, fits, choices_per_conversation)
         shuffle_lines(out / "vida_grouped.jsonl")
     if out is not None:
         from .prepared import write_convention

@@ -6,6 +6,9 @@ The YAML is a LLaMA-Factory recipe; our keys are taken out before LLaMA-Factory 
   workflow runs with our collator and an image-grouped sampler in place of its own; everything else (model
   loading, LoRA, the trainer, logging, saving) is LLaMA-Factory's.
 - ``share_image_max_len: N``: at most N tokens in a shared row (default: the recipe's cutoff_len).
+- ``sdpa_cudnn: false``: scaled_dot_product_attention without its cuDNN kernels (PyTorch's flash and
+  memory-efficient ones remain). cuDNN builds a plan on the host for every new sequence length, and ViDA's rows
+  are all of different lengths: the GPU waits on that planning (bench/RESULTS.md, the training profile).
 
 A recipe without our keys runs exactly as ``llamafactory-cli train`` runs it. On a machine with several GPUs (or
 with FORCE_TORCHRUN=1) the command starts itself once per GPU under torchrun, as ``llamafactory-cli`` does.
@@ -22,7 +25,7 @@ from pathlib import Path
 
 from ..records import InputError
 
-OUR_KEYS = ("share_image_prefix", "share_image_max_len")
+OUR_KEYS = ("share_image_prefix", "share_image_max_len", "sdpa_cudnn")
 
 
 def read_config(path: str | Path, overrides: list[str]) -> dict:
@@ -54,6 +57,8 @@ def split_keys(config: dict) -> tuple[dict, dict]:
     max_len = ours.get("share_image_max_len")
     if max_len is not None and (not isinstance(max_len, int) or max_len < 1):
         raise InputError(f"share_image_max_len: {max_len!r} is not a positive number of tokens")
+    if not isinstance(ours.get("sdpa_cudnn", True), bool):
+        raise InputError(f"sdpa_cudnn: {ours['sdpa_cudnn']!r} is not true or false")
     return rest, ours
 
 
@@ -99,6 +104,10 @@ def train(config: dict, callbacks: list | None = None) -> None:
     from llamafactory.train.tuner import run_exp
 
     rest, ours = split_keys(config)
+    if ours.get("sdpa_cudnn") is False:
+        import torch
+
+        torch.backends.cuda.enable_cudnn_sdp(False)
     if not ours.get("share_image_prefix"):
         run_exp(rest, callbacks)
         return
