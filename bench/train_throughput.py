@@ -33,7 +33,7 @@ not counted). MFU = training FLOPs / seconds / 989 TFLOP/s (H100/H200 dense bf16
 FLOPs at the matmul rate measured in this run. Projected epoch of 534,000 samples on 8 cards = 534,000 /
 (8 x samples/s), data parallel without communication cost; on 8 H20 that time x 989 / 148.
 
-``--resume`` keeps the rows of an earlier run's ``--json`` file (same data, same card) and measures only the
+``--resume`` keeps the rows of an earlier run's ``--json`` file (same data, shape and card) and measures only the
 variants it lacks, so that a long list of variants can be measured side by side over several calls.
 
 ``--profile N`` records steps 2..N+1 with the PyTorch profiler before the timed steps (which then start after
@@ -62,7 +62,8 @@ SHARED = {"share_image_prefix": True, "per_device_train_batch_size": 16, "gradie
 GROUPED = {"dataset": "vida_bench_grouped", "per_device_train_batch_size": 1, "gradient_accumulation_steps": 1}
 LIGER, NO_GC = {"enable_liger_kernel": True}, {"disable_gradient_checkpointing": True}
 # cuDNN's attention plans each new sequence shape on the host (the profile's aten::_cudnn_attention_* self
-# time); the no_cudnn variants leave PyTorch's flash and memory-efficient kernels to scaled_dot_product_attention.
+# time); the no_cudnn variants leave PyTorch's flash and memory-efficient kernels to scaled_dot_product_attention
+# (on the H200 they were slower: the shared rows' 4-D mask leaves only the memory-efficient kernel).
 NO_CUDNN = {"sdpa_cudnn": False}
 VARIANTS = {
     "recipe": {},
@@ -243,7 +244,8 @@ def run_one(config_path: Path, result: Path, profile_steps: int = 0) -> None:
                 raise SystemExit(f"{self.steps} steps: none left to time after step {1 + profile_steps}")
             seconds = time.perf_counter() - self.start
             row = {k: t[k] - self.base[k] for k in t}
-            row.update(seconds=seconds, steps=self.steps - self.first, cudnn_sdp=torch.backends.cuda.cudnn_sdp_enabled(),
+            row.update(seconds=seconds, steps=self.steps - self.first,
+                       cudnn_sdp=torch.backends.cuda.cudnn_sdp_enabled(),
                        flops=self.counter.training_flops() - self.base["flops"])
             if self.profile:
                 row["profile"] = self.profile
@@ -337,7 +339,7 @@ def main(argv=None) -> int:
     p.add_argument("--work", default="runs/train_throughput")
     p.add_argument("--json", help="write the rows here (after every variant)")
     p.add_argument("--resume", action="store_true",
-                   help="keep the --json file's rows measured on this data and card; run only the other variants")
+                   help="keep the --json file's rows of this data, shape and card; run only the other variants")
     p.add_argument("--report", nargs="+", metavar="JSON", help="print the table of earlier runs' --json files")
     p.add_argument("--profile", type=int, default=0, metavar="N",
                    help="profile steps 2..N+1 of each variant (kernel time by kind); timing starts after them")
@@ -383,8 +385,10 @@ def main(argv=None) -> int:
     if a.resume and a.json and Path(a.json).is_file():
         earlier = json.loads(Path(a.json).read_text())
         if earlier.get("data") == json.loads(json.dumps(summary)):  # the same images, questions and tokens
-            kept = {r["variant"]: r for r in earlier["rows"] if "error" not in r and r.get("card") == card}
+            kept = {r["variant"]: r for r in earlier["rows"]
+                    if "error" not in r and r.get("card") == card and r.get("shape") == a.shape}
         print(f"resumed from {a.json}: {', '.join(kept) or 'no row'} kept", flush=True)
+
     def save(rows):  # after every variant: a run cut short keeps what it measured
         if a.json:
             Path(a.json).write_text(json.dumps({"data": summary, "rows": rows}, indent=2, default=str) + "\n")

@@ -63,12 +63,9 @@ def conversation(records: list[dict]) -> dict:
 def chunk_turns(members: list[tuple[str, dict]], max_turns: int, max_choices: int = 0) -> list[list[dict]]:
     """*members* ((subset, record) in TURN_ORDER) cut into conversations of at most *max_turns* turns; with
     *max_choices* M, at most M multiple-choice turns each, first, and the other turns dealt in order after them."""
-    if not max_choices:
-        recs = [rec for _, rec in members]
-        return [recs[i:i + max_turns] for i in range(0, len(recs), max_turns)]
-    choices = [rec for name, rec in members if name == CHOICES]
-    rest = [rec for name, rec in members if name != CHOICES]
-    step = min(max_choices, max_turns)
+    choices = [rec for name, rec in members if max_choices and name == CHOICES]
+    rest = [rec for name, rec in members if not (max_choices and name == CHOICES)]
+    step = min(max_choices, max_turns) or max_turns
     chunks = [choices[i:i + step] for i in range(0, len(choices), step)]
     room = sum(max_turns - len(c) for c in chunks)
     k = 0

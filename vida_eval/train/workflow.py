@@ -8,7 +8,8 @@ The YAML is a LLaMA-Factory recipe; our keys are taken out before LLaMA-Factory 
 - ``share_image_max_len: N``: at most N tokens in a shared row (default: the recipe's cutoff_len).
 - ``sdpa_cudnn: false``: scaled_dot_product_attention without its cuDNN kernels (PyTorch's flash and
   memory-efficient ones remain). cuDNN builds a plan on the host for every new sequence length, and ViDA's rows
-  are all of different lengths: the GPU waits on that planning (bench/RESULTS.md, the training profile).
+  are all of different lengths; on an H200 the kernels left were slower than that planning costs (shared rows
+  0.83x, conversations 0.88x; bench/RESULTS.md), so no shipped recipe sets it.
 
 A recipe without our keys runs exactly as ``llamafactory-cli train`` runs it. On a machine with several GPUs (or
 with FORCE_TORCHRUN=1) the command starts itself once per GPU under torchrun, as ``llamafactory-cli`` does.
