@@ -49,7 +49,7 @@ def speedups(one: dict, many: dict) -> list[tuple[str, int, float, float, float]
         return name, requests, a, b, a / b if b else float("inf")
 
     rows = [row(name, one[name]["requests"], one[name]["seconds"], many[name]["seconds"])
-            for name in one if name != "total_seconds" and name in many]
+            for name in one if isinstance(one[name], dict) and name in many]
     requests = sum(r[1] for r in rows)
     rows.append(row("tasks", requests, sum(r[2] for r in rows), sum(r[3] for r in rows)))
     rows.append(row("total", requests, one["total_seconds"], many["total_seconds"]))

@@ -382,3 +382,64 @@ def test_vllm_dummy_weights_on_a_config_only_model(bench, tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     records = json.loads((tmp_path / "run" / "scoring.json").read_text())
     assert records and all(1 <= r["pred_mos"] <= 5 for r in records)
+
+
+def test_each_image_is_decoded_once_and_the_next_chunk_ahead(tmp_path, monkeypatch):
+    """Requests about one photo share one decode, across the chunks of a call; a broken file fails its own
+    requests only; an image is decoded before its chunk's call starts (during the previous one)."""
+    import threading
+
+    from PIL import Image
+
+    from vida_eval.infer import backends
+    from vida_eval.infer.tasks import Request
+
+    paths = []
+    for i in range(4):
+        paths.append(tmp_path / f"im{i}.png")
+        Image.new("RGB", (32 + i, 32), (i * 40, 0, 0)).save(paths[-1])
+    (tmp_path / "broken.png").write_bytes(b"not an image")
+    paths.append(tmp_path / "broken.png")
+    decoded, lock = [], threading.Lock()
+    real = backends.load_image
+
+    def counting(path):
+        with lock:
+            decoded.append(path)
+        return real(path)
+
+    monkeypatch.setattr(backends, "load_image", counting)
+
+    class Echo(backends.Backend):
+        """Answers each request with its image's width; records what was decoded when each call began."""
+
+        def __init__(self):
+            self.at_call = []
+
+        def run(self, requests, images=None):
+            if not self.at_call:  # the first call waits, at most 10 s, for the next chunk's new images to decode
+                deadline = time.monotonic() + 10
+                while not {paths[4], paths[2]} <= set(decoded) and time.monotonic() < deadline:
+                    time.sleep(0.01)
+            with lock:
+                self.at_call.append(set(decoded))
+            ok, outputs = backends._with_images(requests, images)
+            for i, _, image in ok:
+                outputs[i] = {"text": str(image.width)}
+            return outputs
+
+    def req(path, k):
+        return Request("grounding", {"id": k}, path, "q", None, 8)
+
+    chunks = [[req(paths[0], 0), req(paths[0], 1), req(paths[1], 2)],
+              [req(paths[1], 3), req(paths[4], 4), req(paths[2], 5)],
+              [req(paths[2], 6), req(paths[3], 7), req(paths[3], 8)]]
+    backend = Echo()
+    done = list(backend.run_chunks(chunks))
+    answers = [o.get("text") or o["error"] for _, outputs in done for o in outputs]
+    assert answers[:4] == ["32", "32", "33", "33"]
+    assert answers[4].startswith("image unreadable: ") and str(paths[4]) in answers[4]
+    assert answers[5:] == ["34", "34", "35", "35"]
+    assert sorted(decoded) == sorted(paths)  # five files, five decodes, for nine requests
+    assert {paths[4], paths[2]} <= backend.at_call[0]  # decoded during the first chunk's call
+    assert paths[3] not in backend.at_call[0]  # two chunks ahead: not yet
