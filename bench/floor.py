@@ -13,6 +13,9 @@ From the model's shape and each request's tokens:
   k = kv heads x head dim, n = layers):
     per layer        2 L (2 h^2 + 2 h k + 3 h i) + 2 L^2 h    (causal attention: half of 4 L^2 h)
     logits           2 h V                       the last position only
+  With shared prefixes (an engine's prefix cache), a request whose first S
+  tokens (system prompt and image) an earlier request already computed pays
+  only the last L - S: 2 (L - S) (2 h^2 + 2 h k + 3 h i) + 2 (L^2 - S^2) h per layer.
 - decoding: every step reads the weights once for the whole batch and each live
   sequence's KV cache (n x 2 x k x 2 bytes per token); a step costs
   max(bytes / bandwidth, 2 x params x live sequences / rate).
@@ -73,11 +76,12 @@ def vision_flops(shape: Shape, image_tokens: int) -> dict[str, float]:
     return {"linear": float(linear), "attention": float(shape.vision_depth * 4 * p * p * d)}
 
 
-def prefill_flops(shape: Shape, tokens: int, causal: bool = True) -> dict[str, float]:
-    """FLOPs of the language model's prefill of *tokens* (logits of the last position only)."""
+def prefill_flops(shape: Shape, tokens: int, causal: bool = True, cached: int = 0) -> dict[str, float]:
+    """FLOPs of the language model's prefill of *tokens* (logits of the last position only), the first *cached*
+    of them already computed (causal only)."""
     h, k, i, n = shape.hidden, shape.kv_dim, shape.intermediate, shape.layers
-    linear = n * 2 * tokens * (2 * h * h + 2 * h * k + 3 * h * i) + 2 * h * shape.vocab
-    attention = n * 4 * tokens * tokens * h * (0.5 if causal else 1.0)
+    linear = n * 2 * (tokens - cached) * (2 * h * h + 2 * h * k + 3 * h * i) + 2 * h * shape.vocab
+    attention = n * 4 * (tokens * tokens - cached * cached) * h * (0.5 if causal else 1.0)
     return {"linear": float(linear), "attention": float(attention)}
 
 
@@ -99,15 +103,23 @@ class RequestTokens:
     image_tokens: int
     prompt_tokens: int  # text and image tokens
     output_tokens: int
+    prefix: str = ""  # what the first prefix_tokens are (system prompt, image, setting): equal keys, equal tokens
+    prefix_tokens: int = 0
 
 
 def floor_seconds(shape: Shape, requests: list[RequestTokens], rate: float, bandwidth: float,
-                  encode_once: bool = True) -> dict[str, float]:
-    """The floor of *requests* (vision once per image and setting with *encode_once*), by part and in total."""
+                  encode_once: bool = True, share_prefixes: bool = False, block: int = 16) -> dict[str, float]:
+    """The floor of *requests* (vision once per image and setting with *encode_once*; with *share_prefixes*, each
+    distinct prefix prefilled once, in whole cache blocks of *block* tokens), by part and in total."""
     images = {r.image: r.image_tokens for r in requests} if encode_once else None
     encodes = list(images.values()) if images is not None else [r.image_tokens for r in requests]
     vision = sum(sum(vision_flops(shape, t).values()) for t in encodes)
-    prefill = sum(sum(prefill_flops(shape, r.prompt_tokens).values()) for r in requests)
+    seen: set[str] = set()
+    prefill = 0.0
+    for r in requests:
+        cached = r.prefix_tokens // block * block if share_prefixes and r.prefix and r.prefix in seen else 0
+        seen.add(r.prefix)
+        prefill += sum(prefill_flops(shape, r.prompt_tokens, cached=cached).values())
     decode = decode_seconds(shape, [r.prompt_tokens for r in requests], [r.output_tokens for r in requests],
                             rate, bandwidth)
     out = {"vision_s": vision / rate, "prefill_s": prefill / rate, "decode_s": decode}

@@ -76,6 +76,27 @@ def test_floor_counts_an_image_once_for_its_requests(tiny):
     assert once["decode_s"] == pytest.approx(steps)
 
 
+def test_prefill_of_a_cached_prefix_is_the_rest_of_the_causal_prefill(tiny):
+    """Prefilling L tokens after S cached ones costs the whole prefill of L less that of S (linear and causal
+    attention alike), and the floor with shared prefixes charges it to every later request of the same prefix."""
+    folder, _, _ = tiny
+    shape = floor.Shape.from_model(folder)
+    whole, head = floor.prefill_flops(shape, 1100), floor.prefill_flops(shape, 1000)
+    rest = floor.prefill_flops(shape, 1100, cached=1000)
+    logits = 2 * shape.hidden * shape.vocab
+    assert rest["linear"] == whole["linear"] - head["linear"] + logits
+    assert rest["attention"] == whole["attention"] - head["attention"]
+    reqs = [floor.RequestTokens("a.jpg", 900, 1100, 1, "sys|a", 1000),
+            floor.RequestTokens("a.jpg", 900, 1050, 1, "sys|a", 1000),
+            floor.RequestTokens("a.jpg", 900, 1200, 1, "other|a", 1010)]
+    plain = floor.floor_seconds(shape, reqs, rate=1e12, bandwidth=1e11)
+    shared = floor.floor_seconds(shape, reqs, rate=1e12, bandwidth=1e11, share_prefixes=True)
+    # Only the second request shares a prefix: its first 992 tokens (62 whole blocks of 16) are cached.
+    saved = sum(floor.prefill_flops(shape, 1050).values()) - sum(floor.prefill_flops(shape, 1050, cached=992).values())
+    assert plain["prefill_s"] - shared["prefill_s"] == pytest.approx(saved / 1e12)
+    assert shared["vision_s"] == plain["vision_s"] and shared["decode_s"] == plain["decode_s"]
+
+
 def test_eval_floor_on_a_cpu_run(tiny, tmp_path):
     """The script on a finished CPU run: a row per call group, and no group faster than its floor."""
     import json
@@ -98,4 +119,5 @@ def test_eval_floor_on_a_cpu_run(tiny, tmp_path):
     assert set(result["groups"]) == {"perception", "grounding", "description", "scoring"}
     for group, row in result["groups"].items():
         assert row["floor"]["total_s"] > 0 and row["times_floor"] > 1, (group, row)
+        assert row["times_shared_prefix_floor"] >= row["times_floor"], (group, row)
         assert group in proc.stdout
