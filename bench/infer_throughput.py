@@ -36,8 +36,12 @@ KINDS = {  # kind: (count in the mix, output tokens)
 }
 
 
+SIZE_SEED = 0  # every pass draws the same sizes: passes compared side by side do the same work
+
+
 def make_images(folder: Path, n: int, tag: str, sizes) -> list[Path]:
-    """*n* synthetic scenes with sizes from *sizes* (a table's exact distribution when *n* is its count)."""
+    """*n* synthetic scenes with sizes from *sizes* (a table's exact distribution when *n* is its count); the
+    *i*-th image of every tag has the same size, its scene is the tag's own."""
     import numpy as np
     from PIL import Image
 
@@ -47,9 +51,9 @@ def make_images(folder: Path, n: int, tag: str, sizes) -> list[Path]:
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
     seed = sum(map(ord, tag))
-    for i, size in enumerate(exact_sizes(seed, n, sizes)):
+    for i, size in enumerate(exact_sizes(SIZE_SEED, n, sizes)):
         rng = np.random.default_rng([seed, i])
-        scene = draw_scene(rng, *(size or draw_size(rng, sizes)))
+        scene = draw_scene(rng, *(size or draw_size(np.random.default_rng([SIZE_SEED, i]), sizes)))
         p = folder / f"{tag}_{i:04d}.jpg"
         Image.fromarray(scene.image).save(p, quality=92)
         paths.append(p)
@@ -156,9 +160,15 @@ def main() -> None:
     sizes_name = args.sizes or ("small" if tiny else "vida-bench")
     sizes = parse_sizes(sizes_name)
     sets = {tag: make_images(work / "images", args.images, tag, sizes) for tag in ("warm", "a", "b", "c")}
+    from vida_eval.images import QWEN2_VL_MAX_PIXELS, QWEN2_VL_MIN_PIXELS, header, image_tokens
+
+    pass_tokens = {tag: sum(image_tokens(*header(p)[:2], QWEN2_VL_MIN_PIXELS, QWEN2_VL_MAX_PIXELS) for p in paths)
+                   for tag, paths in sets.items()}
+    assert len(set(pass_tokens.values())) == 1, pass_tokens  # the passes compared do the same work
     cuda = torch.cuda.is_available()
     result: dict = {"card": torch.cuda.get_device_name(0) if cuda else "cpu", "torch": torch.__version__,
-                    "mix": KINDS, "shape": args.shape, "sizes": sizes_name}
+                    "mix": KINDS, "shape": args.shape, "sizes": sizes_name,
+                    "image_tokens_per_pass": pass_tokens["b"]}
 
     reqs_a = mix(sets["a"], KINDS)
     n = len(reqs_a)
@@ -218,7 +228,8 @@ def main() -> None:
                                 "with_engine_start_s": full_s + result["engine_start_s"] + result["warmup_s"]}
 
     print(json.dumps(result, indent=2, default=str))
-    print(f"\ncard: {result['card']}; images: {sizes_name} sizes; {n} requests, {tokens} output tokens per pass")
+    print(f"\ncard: {result['card']}; images: {sizes_name} sizes, the same in every pass ({args.images} images, "
+          f"{pass_tokens['b']} image tokens at the official limits); {n} requests, {tokens} output tokens per pass")
     if "a_seed_loop" in result:
         a = result["a_seed_loop"]
         print(f"(a) seed loop     : {a['req_per_s']:8.3f} req/s {a['out_tok_per_s']:9.1f} tok/s (extrapolated)")
