@@ -163,16 +163,21 @@ def test_openai_backend_against_a_real_server(bench, tmp_path):
         proc.wait(timeout=30)
 
 
+def eval_cmd(python, model, release, out, tasks, *extra):
+    return [str(python), "-m", "vida_eval", "eval", "--tasks", ",".join(tasks), "--model", str(model), "--bench",
+            str(release), "--out", str(out), *extra]
+
+
 def assert_vllm_answers_like_hf(bench, tmp_path, tasks, *vllm_args, both=(), mos_tol=1e-3):
-    """Run *tasks* with the vllm backend (plus *vllm_args*) and with hf (both plus *both*); the answers must agree."""
+    """Run *tasks* with the vllm backend (plus *vllm_args*) and with hf (both plus *both*), each in one `eval`
+    (one engine start); the answers must agree."""
     model, release = bench
-    for task in tasks:
-        vllm = subprocess.run(infer_cmd(VLLM_PYTHON, model, release, tmp_path / "vllm", task, "--backend", "vllm",
-                                        "--max-new-tokens", "16", *both, *vllm_args), env=ENV, capture_output=True,
-                              text=True, timeout=1200)
-        assert vllm.returncode == 0, vllm.stderr[-3000:]
-        assert main(infer_cmd("", model, release, tmp_path / "hf", task, "--backend", "hf", "--batch-size", "1",
-                              "--max-new-tokens", "16", *both)[3:]) == 0
+    vllm = subprocess.run(eval_cmd(VLLM_PYTHON, model, release, tmp_path / "vllm", tasks, "--backend", "vllm",
+                                   "--max-new-tokens", "16", *both, *vllm_args), env=ENV, capture_output=True,
+                          text=True, timeout=1200)
+    assert vllm.returncode == 0, vllm.stderr[-3000:]
+    assert main(eval_cmd("", model, release, tmp_path / "hf", tasks, "--backend", "hf", "--batch-size", "1",
+                         "--max-new-tokens", "16", *both)[3:]) == 0
     for task in tasks:
         a = json.loads((tmp_path / "vllm" / f"{task}.json").read_text())
         b = json.loads((tmp_path / "hf" / f"{task}.json").read_text())

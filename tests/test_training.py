@@ -119,10 +119,16 @@ def test_learning_proof_recipe_matches_the_small_model(tmp_path):
 
 def test_every_registered_dataset_loads_through_llamafactory(workspace, monkeypatch):
     monkeypatch.chdir(workspace)
+    from llamafactory.data import get_dataset
+
     info = json.loads((workspace / "data" / "dataset_info.json").read_text())
     assert len(info) == 25
+    # LLaMA-Factory's loader and preprocessing for each dataset; the tokenizer and template are loaded once.
+    _, tok, template, (model_args, data_args, training_args, *_) = llamafactory_dataset(
+        workspace, next(iter(info)), cutoff_len=1024, max_samples=6)
     for name in info:
-        ds, tok, _, _ = llamafactory_dataset(workspace, name, cutoff_len=1024, max_samples=6)
+        data_args.dataset = [name]
+        ds = get_dataset(template, model_args, data_args, training_args, "sft", **tok)["train_dataset"]
         assert len(ds) > 0, name
         row = ds[0]
         assert row["images"], name
