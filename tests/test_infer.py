@@ -448,3 +448,29 @@ def test_each_image_is_decoded_once_and_the_next_chunk_ahead(tmp_path, monkeypat
     assert sorted(decoded) == sorted(paths)  # five files, five decodes, for nine requests
     assert {paths[4], paths[2]} <= backend.at_call[0]  # decoded during the first chunk's call
     assert paths[3] not in backend.at_call[0]  # two chunks ahead: not yet
+
+
+def test_a_run_whose_answers_are_all_cached_starts_no_engine(bench, tmp_path, monkeypatch, capsys):
+    """A finished run run again (to score or plot anew) answers from its caches alone; a changed setting that
+    changes the answers' keys does start the engine."""
+    from vida_eval.infer import cli as infer_cli
+
+    model, release = bench
+    out = tmp_path / "run"
+    args = ["eval", "--model", str(model), "--bench", str(release), "--out", str(out), "--backend", "hf",
+            "--max-new-tokens", "8", "--tasks", "scoring,grounding"]
+    assert main(args) == 0
+    first = {t: (out / f"{t}.json").read_bytes() for t in ("scoring", "grounding")}
+    assert "engine_start_seconds" in json.loads((out / "timings.json").read_text())
+    capsys.readouterr()
+
+    def no_engine(*_):
+        raise AssertionError("an engine was started")
+
+    monkeypatch.setattr(infer_cli, "start_backend", no_engine)
+    assert main(args) == 0
+    assert "every answer is in the caches: no engine started" in capsys.readouterr().out
+    assert first == {t: (out / f"{t}.json").read_bytes() for t in ("scoring", "grounding")}
+    assert "engine_start_seconds" not in json.loads((out / "timings.json").read_text())
+    assert main([*args[:-4], "--max-new-tokens", "9", *args[-2:]]) != 0
+    assert "an engine was started" in capsys.readouterr().err

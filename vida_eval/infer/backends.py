@@ -137,11 +137,16 @@ class LocalModelBackend(Backend):
     max_new_tokens: int | None
     chat = None  # the processor (hf) or tokenizer (vllm) whose chat template builds the prompt
 
+    @staticmethod
+    def identity(model: str, adapter: str | None, max_new_tokens: int | None) -> tuple[str, dict]:
+        """(fingerprint, settings) of a backend serving *model* (and *adapter*), known before it starts."""
+        return model_fingerprint(model, adapter), {"max_new_tokens": max_new_tokens}
+
     def fingerprint(self) -> str:
-        return model_fingerprint(self.model_path, self.adapter)
+        return self.identity(self.model_path, self.adapter, self.max_new_tokens)[0]
 
     def settings(self) -> dict:
-        return {"max_new_tokens": self.max_new_tokens}
+        return self.identity(self.model_path, self.adapter, self.max_new_tokens)[1]
 
     def prompt(self, r: Request) -> str:
         text = self.chat.apply_chat_template(r.messages(), add_generation_prompt=True, tokenize=False)
@@ -375,11 +380,17 @@ class OpenAIBackend(Backend):
         self.concurrency, self.max_new_tokens = concurrency, max_new_tokens
         self.client = OpenAI(base_url=self.base_url, api_key=api_key or "EMPTY", timeout=timeout, max_retries=retries)
 
+    @staticmethod
+    def identity(base_url: str, model: str, max_new_tokens: int | None) -> tuple[str, dict]:
+        """(fingerprint, settings) of the served *model* at *base_url*, known before any request."""
+        served = f"{base_url.rstrip('/')}|{model}"
+        return hashlib.sha256(served.encode()).hexdigest()[:16], {"max_new_tokens": max_new_tokens}
+
     def fingerprint(self) -> str:
-        return hashlib.sha256(f"{self.base_url}|{self.model}".encode()).hexdigest()[:16]
+        return self.identity(self.base_url, self.model, self.max_new_tokens)[0]
 
     def settings(self) -> dict:
-        return {"max_new_tokens": self.max_new_tokens}
+        return self.identity(self.base_url, self.model, self.max_new_tokens)[1]
 
     def _post(self, body: dict):
         import openai
@@ -438,6 +449,24 @@ class OpenAIBackend(Backend):
             for (i, _, _), out in zip(ok, pool.map(lambda t: self.one(t[1], t[2]), ok)):
                 outputs[i] = out
         return outputs
+
+
+class CachedAnswers(Backend):
+    """Stands for a backend whose every answer is already in the caches: nothing is started, nothing computed."""
+
+    name = "cached"
+
+    def __init__(self, fingerprint: str, settings: dict, shares_images: bool):
+        self._fingerprint, self._settings, self.shares_images = fingerprint, settings, shares_images
+
+    def fingerprint(self) -> str:
+        return self._fingerprint
+
+    def settings(self) -> dict:
+        return self._settings
+
+    def run(self, requests: list[Request], images: ImageStore | None = None) -> list[dict]:
+        raise RuntimeError(f"{len(requests)} requests have no cached answer, and no engine was started")
 
 
 def make_backend(name: str, model: str, **kw) -> Backend:

@@ -15,13 +15,38 @@ from ..records import InputError, read_json
 from .tasks import PIXEL_CHOICES, TASKS
 
 
-def _backend(args, out: Path):
-    from .backends import make_backend, vllm_available
+def backend_name(args) -> str:
+    """--backend, with auto resolved: vllm when it imports, else hf."""
+    from .backends import vllm_available
 
-    name = args.backend
-    if name == "auto":
-        name = "vllm" if vllm_available() else "hf"
-        print(f"backend: {name}", file=sys.stderr)
+    if args.backend != "auto":
+        return args.backend
+    if not hasattr(args, "resolved_backend"):
+        args.resolved_backend = "vllm" if vllm_available() else "hf"
+        print(f"backend: {args.resolved_backend}", file=sys.stderr)
+    return args.resolved_backend
+
+
+def planned_identity(args):
+    """(fingerprint, settings, shares images) of the backend that would start, known without starting it; None
+    when only the started backend knows (an adapter that vLLM serves merged into its base)."""
+    from .backends import LocalModelBackend, OpenAIBackend
+
+    name = backend_name(args)
+    if name == "openai":
+        return (*OpenAIBackend.identity(args.base_url, args.model, args.max_new_tokens), True)
+    if name == "vllm" and args.lora:
+        from .lora import vllm_unmerged_problem
+
+        if vllm_unmerged_problem(args.lora):
+            return None
+    return (*LocalModelBackend.identity(args.model, args.lora, args.max_new_tokens), name == "vllm")
+
+
+def _backend(args, out: Path):
+    from .backends import make_backend
+
+    name = backend_name(args)
     if args.load_format != "auto" and name != "vllm":
         raise InputError(f"--load-format {args.load_format} needs the vllm backend (got {name})")
     model, adapter = args.model, args.lora
@@ -100,7 +125,7 @@ def model_family(args):
 
 def _run_tasks(args, tasks, backend=None) -> tuple[Path, dict, Path | None]:
     """Answer *tasks* into ``args.out``; with *backend* (an engine already started) it is used and left open."""
-    from .runner import call_groups, find_bench, run_group
+    from .runner import all_cached, call_groups, find_bench, run_group
     from .tasks import BUILDERS, in_family, with_pixels
 
     release, images, gt = find_bench(Path(args.bench), Path(args.images) if args.images else None)
@@ -114,9 +139,16 @@ def _run_tasks(args, tasks, backend=None) -> tuple[Path, dict, Path | None]:
     own = backend is None
     timings = {}
     if own:
-        started = time.perf_counter()
-        backend = start_backend(args, out)
-        timings["engine_start_seconds"] = round(time.perf_counter() - started, 2)
+        planned = planned_identity(args)
+        if planned and all_cached(requests, out, *planned[:2]):
+            from .backends import CachedAnswers
+
+            print("every answer is in the caches: no engine started")
+            backend = CachedAnswers(*planned)
+        else:
+            started = time.perf_counter()
+            backend = start_backend(args, out)
+            timings["engine_start_seconds"] = round(time.perf_counter() - started, 2)
     together = backend.shares_images and not getattr(args, "task_by_task", False)
     try:
         for group in call_groups(requests, together):

@@ -132,6 +132,19 @@ def run_requests(requests: list[Request], backend, cache: AnswerCache | dict[str
     return [failed[k] if k in failed else cache_of(r)[k] for r, k in zip(requests, keys)], len(todo)
 
 
+def cache_path(out: Path, task: str) -> Path:
+    return out / "cache" / f"{task}.jsonl"
+
+
+def all_cached(requests: dict[str, list[Request]], out: Path, fingerprint: str, settings: dict) -> bool:
+    """True when every request of every task has its answer in ``out``'s caches under this backend identity."""
+    for task, reqs in requests.items():
+        cache = AnswerCache(cache_path(out, task))
+        if any(request_key(r, fingerprint, settings) not in cache for r in reqs):
+            return False
+    return True
+
+
 def pixel_setting(requests: list[Request]) -> tuple | None:
     """The (min_pixels, max_pixels) every request shares, or None when they differ."""
     settings = {(r.min_pixels, r.max_pixels) for r in requests}
@@ -156,7 +169,7 @@ def run_group(tasks: list[str], requests: dict[str, list[Request]], backend, out
     keeps its own cache), and write ``out/<task>.json`` for each. The answers are those of each task run alone:
     the requests, their keys and their decoding are the same; only their neighbours in a call change."""
     start = time.perf_counter()
-    caches = {t: AnswerCache(out / "cache" / f"{t}.jsonl") for t in tasks}
+    caches = {t: AnswerCache(cache_path(out, t)) for t in tasks}
     every = [r for t in tasks for r in requests[t]]
     name = "+".join(tasks)
     outputs, computed = run_requests(every, backend, caches, chunk_size, name, progress)
