@@ -37,6 +37,7 @@ def request_tokens(run: Path, bench: str, model: str, pixels: str) -> dict[str, 
 
     processor = AutoProcessor.from_pretrained(model)
     tok = processor.tokenizer
+    image_end = tok.convert_tokens_to_ids(IMAGE_END)
     release, images, _ = find_bench(Path(bench))
     sizes: dict[Path, tuple[int, int]] = {}
     out = {}
@@ -53,12 +54,12 @@ def request_tokens(run: Path, bench: str, model: str, pixels: str) -> dict[str, 
             lo, hi = r.min_pixels or QWEN2_VL_MIN_PIXELS, r.max_pixels or QWEN2_VL_MAX_PIXELS
             image = image_tokens(*sizes[r.image], lo, hi)
             prompt = processor.apply_chat_template(r.messages(), add_generation_prompt=True, tokenize=False)
-            text = len(tok(prompt + (r.assistant_prefix or ""))["input_ids"]) - 1  # one <|image_pad|> in the text
+            ids = tok(prompt + (r.assistant_prefix or ""))["input_ids"]  # one <|image_pad|> stands for the image
             answered = 1 if r.max_new_tokens == 0 else len(tok(answer.get("pred_ans") or "")["input_ids"])
             head = prompt[:prompt.index(IMAGE_END) + len(IMAGE_END)]  # system prompt and image: shared by key
             setting = f"{r.image}@{lo},{hi}"
-            rows.append(floor.RequestTokens(setting, image, text + image, answered, f"{head}|{setting}",
-                                            len(tok(head)["input_ids"]) - 1 + image))
+            rows.append(floor.RequestTokens(setting, image, len(ids) - 1 + image, answered, f"{head}|{setting}",
+                                            ids.index(image_end) + image))
         out[task] = rows
     return out
 

@@ -138,15 +138,19 @@ class LocalModelBackend(Backend):
     chat = None  # the processor (hf) or tokenizer (vllm) whose chat template builds the prompt
 
     @staticmethod
-    def identity(model: str, adapter: str | None, max_new_tokens: int | None) -> tuple[str, dict]:
+    def settings_of(max_new_tokens: int | None) -> dict:
+        return {"max_new_tokens": max_new_tokens}
+
+    @classmethod
+    def identity(cls, model: str, adapter: str | None, max_new_tokens: int | None) -> tuple[str, dict]:
         """(fingerprint, settings) of a backend serving *model* (and *adapter*), known before it starts."""
-        return model_fingerprint(model, adapter), {"max_new_tokens": max_new_tokens}
+        return model_fingerprint(model, adapter), cls.settings_of(max_new_tokens)
 
     def fingerprint(self) -> str:
-        return self.identity(self.model_path, self.adapter, self.max_new_tokens)[0]
+        return model_fingerprint(self.model_path, self.adapter)
 
-    def settings(self) -> dict:
-        return self.identity(self.model_path, self.adapter, self.max_new_tokens)[1]
+    def settings(self) -> dict:  # without the fingerprint's reads of the model folder
+        return self.settings_of(self.max_new_tokens)
 
     def prompt(self, r: Request) -> str:
         text = self.chat.apply_chat_template(r.messages(), add_generation_prompt=True, tokenize=False)
