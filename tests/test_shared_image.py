@@ -159,6 +159,64 @@ def test_shared_rows_give_the_loss_and_lora_gradients_of_the_samples_one_by_one(
         assert abs(model(**encode_images_once(model, causal)).loss.item() - loss_alone) > 1e-3
 
 
+def test_answer_logits_only_gives_the_stock_loss_and_gradients(lora_setup, workspace, monkeypatch):
+    """Logits at supervised positions only: the loss and every LoRA gradient of the stock forward, on a real batch
+    (LLaMA-Factory's collator, images) and on shared rows, with and without num_items_in_batch."""
+    from llamafactory.data import SFTDataCollatorWith4DAttentionMask
+
+    from vida_eval.train.answer_logits import answer_logits_only
+    from vida_eval.train.shared_image import SharedImageCollator
+
+    monkeypatch.chdir(workspace)
+    model, template, tok, ds = lora_setup
+    kw = dict(template=template, model=model, pad_to_multiple_of=8, label_pad_token_id=IGNORE,
+              attn_implementation="sdpa", compute_dtype=torch.float32, **tok)
+    feats = [ds[i] for i in range(6)]
+    plain = SFTDataCollatorWith4DAttentionMask(**kw)(copy.deepcopy(feats))
+    shared = model_inputs(SharedImageCollator(**kw)(copy.deepcopy(feats)), torch.float32)
+
+    def run(batch, **extra):
+        model.zero_grad()
+        out = model(**encode_images_once(model, copy.copy(batch)), **extra)
+        out.loss.backward()
+        grads = {n: p.grad.detach().clone() for n, p in model.named_parameters() if p.grad is not None}
+        model.zero_grad()
+        return out, grads
+
+    model.train()
+    try:
+        for batch in (plain, shared):
+            for extra in ({}, {"num_items_in_batch": torch.tensor(37)}):
+                stock, g_stock = run(batch, **extra)
+                with answer_logits_only():
+                    fast, g_fast = run(batch, **extra)
+                length = batch["input_ids"].shape[1]
+                assert stock.logits.shape[1] == length
+                supervised = int((torch.nn.functional.pad(batch["labels"], (0, 1), value=IGNORE)[:, 1:] != IGNORE).sum())
+                assert fast.logits.shape[:2] == (1, supervised) and supervised < batch["labels"].numel() / 3
+                assert abs(fast.loss.item() - stock.loss.item()) < 1e-6 * stock.loss.item()
+                assert g_fast.keys() == g_stock.keys() and any("visual" in n for n in g_fast)
+                for name, g in g_stock.items():
+                    assert torch.allclose(g_fast[name], g, rtol=1e-4, atol=1e-6 * g.abs().max().item()), name
+        model.eval()
+        with answer_logits_only(), torch.no_grad():  # evaluation keeps every position's logits
+            assert model(**plain).logits.shape[1] == plain["input_ids"].shape[1]
+    finally:
+        model.eval()
+    assert not getattr(type(model.get_base_model()).forward, "answer_logits_only", False)  # restored
+
+
+def test_answer_logits_only_is_a_boolean_and_not_beside_liger():
+    from vida_eval.records import InputError
+    from vida_eval.train.workflow import split_keys
+
+    assert split_keys({"answer_logits_only": True, "stage": "sft"}) == ({"stage": "sft"}, {"answer_logits_only": True})
+    with pytest.raises(InputError, match="answer_logits_only: 'yes' is not true or false"):
+        split_keys({"answer_logits_only": "yes"})
+    with pytest.raises(InputError, match="keep one"):
+        split_keys({"answer_logits_only": True, "enable_liger_kernel": True})
+
+
 def test_a_row_of_one_member_is_the_member(lora_setup, workspace, monkeypatch):
     from vida_eval.train.shared_image import SharedImageCollator
 

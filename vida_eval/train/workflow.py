@@ -10,6 +10,8 @@ The YAML is a LLaMA-Factory recipe; our keys are taken out before LLaMA-Factory 
   memory-efficient ones remain). cuDNN builds a plan on the host for every new sequence length, and ViDA's rows
   are all of different lengths; on an H200 the kernels left were slower than that planning costs (shared rows
   0.83x, conversations 0.88x; bench/RESULTS.md), so no shipped recipe sets it.
+- ``answer_logits_only: true``: the vocabulary projection and the loss only at positions whose next token is
+  supervised (``answer_logits``); same loss and gradients, without the logits of the prompt and image tokens.
 
 A recipe without our keys runs exactly as ``llamafactory-cli train`` runs it. On a machine with several GPUs (or
 with FORCE_TORCHRUN=1) the command starts itself once per GPU under torchrun, as ``llamafactory-cli`` does.
@@ -26,7 +28,7 @@ from pathlib import Path
 
 from ..records import InputError
 
-OUR_KEYS = ("share_image_prefix", "share_image_max_len", "sdpa_cudnn")
+OUR_KEYS = ("share_image_prefix", "share_image_max_len", "sdpa_cudnn", "answer_logits_only")
 
 
 def read_config(path: str | Path, overrides: list[str]) -> dict:
@@ -58,8 +60,12 @@ def split_keys(config: dict) -> tuple[dict, dict]:
     max_len = ours.get("share_image_max_len")
     if max_len is not None and (not isinstance(max_len, int) or max_len < 1):
         raise InputError(f"share_image_max_len: {max_len!r} is not a positive number of tokens")
-    if not isinstance(ours.get("sdpa_cudnn", True), bool):
-        raise InputError(f"sdpa_cudnn: {ours['sdpa_cudnn']!r} is not true or false")
+    for key in ("sdpa_cudnn", "answer_logits_only"):
+        if key in ours and not isinstance(ours[key], bool):
+            raise InputError(f"{key}: {ours[key]!r} is not true or false")
+    if ours.get("answer_logits_only") and rest.get("enable_liger_kernel"):
+        raise InputError("answer_logits_only and enable_liger_kernel both replace the loss: keep one "
+                         "(liger's fused loss never builds the logits at all)")
     return rest, ours
 
 
@@ -109,10 +115,14 @@ def train(config: dict, callbacks: list | None = None) -> None:
         import torch
 
         torch.backends.cuda.enable_cudnn_sdp(False)
-    if not ours.get("share_image_prefix"):
-        run_exp(rest, callbacks)
-        return
-    with shared_image_workflow(int(ours.get("share_image_max_len") or rest.get("cutoff_len") or 0)):
+    with contextlib.ExitStack() as stack:
+        if ours.get("answer_logits_only"):
+            from .answer_logits import answer_logits_only
+
+            stack.enter_context(answer_logits_only())
+        if ours.get("share_image_prefix"):
+            stack.enter_context(shared_image_workflow(
+                int(ours.get("share_image_max_len") or rest.get("cutoff_len") or 0)))
         run_exp(rest, callbacks)
 
 
