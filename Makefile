@@ -94,9 +94,9 @@ data/vida_mini/vida_combined.jsonl: $(MINI_RELEASE)/train/train_metadata.json
 mini-data: data/vida_mini/vida_combined.jsonl
 
 # LoRA SFT of the tiny model on the synthetic mini-ViDA (CPU), or of RECIPE on its own data.
-# Through vida-eval train, which takes its own keys (share_image_prefix, answer_logits_only, ...) out and runs
-# LLaMA-Factory's training on the rest exactly as llamafactory-cli train does.
-TRAINER = $(TRAIN_ENV) $(PY) -m vida_eval
+# A recipe with vida-eval train's own keys (share_image_prefix, answer_logits_only) runs through it, every other
+# through LLaMA-Factory.
+TRAINER = $(if $(shell grep -lE '^(share_image_prefix|answer_logits_only): *true' $(RECIPE) 2>/dev/null),$(TRAIN_ENV) $(PY) -m vida_eval,$(LLAMAFACTORY))
 train: $(if $(filter configs/tiny_lora.yaml,$(RECIPE)),tiny-model mini-data,setup)
 	$(PREFLIGHT) $(RECIPE) $(TRAIN_ARGS)
 	$(TRAINER) train $(RECIPE) $(TRAIN_ARGS)
