@@ -52,10 +52,10 @@ def build(shape: str, device: str):
     model.train()
     for name, p in model.named_parameters():
         p.requires_grad_("embed_tokens" not in name and "lm_head" not in name)
-    return model, config
+    return model, config, dtype
 
 
-def batch(config, grid: tuple[int, int], questions: int, answer: int, device: str):
+def batch(config, grid: tuple[int, int], questions: int, answer: int, device: str, dtype):
     """One row: system prompt, image, then *questions* question/answer turns (labels on the answers only)."""
     import torch
 
@@ -72,12 +72,10 @@ def batch(config, grid: tuple[int, int], questions: int, answer: int, device: st
         q, a = text(PROMPT_TOKENS - 22), text(answer)
         ids += q + a
         labels += [-100] * len(q) + a
-    patches = image_tokens * 4
-    pixels = torch.randn(patches, 3 * 2 * 14 * 14, generator=gen)
-    dtype = torch.bfloat16 if device == "cuda" else torch.float32
-    return {"input_ids": torch.tensor([ids], device=device), "labels": torch.tensor([labels], device=device),
-            "attention_mask": torch.ones(1, len(ids), dtype=torch.long, device=device),
-            "mm_token_type_ids": (torch.tensor([ids], device=device) == config.image_token_id).int(),
+    pixels = torch.randn(image_tokens * 4, 3 * 2 * 14 * 14, generator=gen)  # 4 patches of 2 x 14 x 14 a token
+    input_ids = torch.tensor([ids], device=device)
+    return {"input_ids": input_ids, "labels": torch.tensor([labels], device=device),
+            "attention_mask": torch.ones_like(input_ids), "mm_token_type_ids": (input_ids == config.image_token_id).int(),
             "pixel_values": pixels.to(device, dtype), "image_grid_thw": torch.tensor([[1, 2 * h, 2 * w]], device=device)}
 
 
@@ -116,13 +114,13 @@ def main(argv=None) -> int:
     p.add_argument("--steps", type=int, default=3, help="timed steps per case, after one warm-up step")
     args = p.parse_args(argv)
     device = "cuda" if args.shape == "7b" else "cpu"
-    model, config = build(args.shape, device)
+    model, config, dtype = build(args.shape, device)
     name = torch.cuda.get_device_name() if device == "cuda" else "CPU"
     print(f"{args.shape} shape on {name}, vocabulary {config.text_config.vocab_size}")
     print(f"{'case':<50} {'tokens':>6} {'answer':>6} {'stock s':>8} {'answers s':>9} {'speed-up':>8} "
           f"{'stock GiB':>9} {'answers GiB':>11} {'loss diff':>9}")
     for label, grid, questions, answer in CASES:
-        inputs = batch(config, grid, questions, answer, device)
+        inputs = batch(config, grid, questions, answer, device, dtype)
         tokens = inputs["input_ids"].shape[1]
         supervised = int((inputs["labels"] != -100).sum())
         t_stock, m_stock, l_stock = step(model, inputs, device, args.steps)

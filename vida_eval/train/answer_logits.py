@@ -13,7 +13,7 @@ head hands it those positions of every row, as one row), and hands the loss func
 (its ``shift_labels``); the training output's logits are that one row. The loss is the same function over the
 same terms: sum over supervised positions of -log p(next token), divided by their count (or by
 ``num_items_in_batch`` under gradient accumulation), so loss and gradients equal the stock forward's up to the
-order of floating-point sums (``tests/test_answer_logits.py``). Evaluation and generation are untouched: the
+order of floating-point sums (``tests/test_shared_image.py``). Evaluation and generation are untouched: the
 wrapper acts only on a training forward with labels.
 """
 
@@ -22,7 +22,7 @@ from __future__ import annotations
 import contextlib
 import functools
 
-IGNORE_INDEX = -100
+IGNORE_INDEX = -100  # the transformers loss's default ignore_index, which LLaMA-Factory's labels use
 
 
 def supervised_tokens(labels):
