@@ -59,6 +59,8 @@ def batch(config, grid: tuple[int, int], questions: int, answer: int, device: st
     """One row: system prompt, image, then *questions* question/answer turns (labels on the answers only)."""
     import torch
 
+    from vida_eval.train.answer_logits import IGNORE_INDEX
+
     gen = torch.Generator().manual_seed(0)
     h, w = grid
     image_tokens = h * w
@@ -67,11 +69,11 @@ def batch(config, grid: tuple[int, int], questions: int, answer: int, device: st
         return torch.randint(1000, 100000, (n,), generator=gen).tolist()
 
     ids = text(20) + [config.vision_start_token_id] + [config.image_token_id] * image_tokens + [config.vision_end_token_id]
-    labels = [-100] * len(ids)
+    labels = [IGNORE_INDEX] * len(ids)
     for _ in range(questions):
         q, a = text(PROMPT_TOKENS - 22), text(answer)
         ids += q + a
-        labels += [-100] * len(q) + a
+        labels += [IGNORE_INDEX] * len(q) + a
     pixels = torch.randn(image_tokens * 4, 3 * 2 * 14 * 14, generator=gen)  # 4 patches of 2 x 14 x 14 a token
     input_ids = torch.tensor([ids], device=device)
     return {"input_ids": input_ids, "labels": torch.tensor([labels], device=device),
@@ -107,7 +109,7 @@ def step(model, inputs, device: str, steps: int) -> tuple[float, float, float]:
 def main(argv=None) -> int:
     import torch
 
-    from vida_eval.train.answer_logits import answer_logits_only
+    from vida_eval.train.answer_logits import IGNORE_INDEX, answer_logits_only
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--shape", default="7b", choices=("7b", "tiny"))
@@ -122,7 +124,7 @@ def main(argv=None) -> int:
     for label, grid, questions, answer in CASES:
         inputs = batch(config, grid, questions, answer, device, dtype)
         tokens = inputs["input_ids"].shape[1]
-        supervised = int((inputs["labels"] != -100).sum())
+        supervised = int((inputs["labels"] != IGNORE_INDEX).sum())
         t_stock, m_stock, l_stock = step(model, inputs, device, args.steps)
         with answer_logits_only():
             t_fast, m_fast, l_fast = step(model, inputs, device, args.steps)
