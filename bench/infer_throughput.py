@@ -111,9 +111,9 @@ def seed_loop(model_dir: Path, reqs: list[Request], per_kind: int) -> dict:
         times = []
         for j, r in enumerate(sample):
             text = processor.apply_chat_template(r.messages(), add_generation_prompt=True, tokenize=False)
-            kw = {"min_pixels": r.min_pixels, "max_pixels": r.max_pixels} if r.min_pixels else {}
+            size = r.image_size_kwargs
             inputs = processor(text=[text], images=[load_image(r.image)], return_tensors="pt",
-                               **({"images_kwargs": kw} if kw else {})).to("cuda")
+                               **({"images_kwargs": size} if size else {})).to("cuda")
             torch.cuda.synchronize()
             t = time.perf_counter()
             with torch.no_grad():

@@ -203,9 +203,8 @@ class HFBackend(LocalModelBackend):
         for start in range(0, len(ok), self.batch_size):
             batch = ok[start:start + self.batch_size]
             reqs = [r for _, r, _ in batch]
-            kwargs = {}
-            if reqs[0].min_pixels:
-                kwargs["images_kwargs"] = {"min_pixels": reqs[0].min_pixels, "max_pixels": reqs[0].max_pixels}
+            size = reqs[0].image_size_kwargs
+            kwargs = {"images_kwargs": size} if size else {}
             inputs = self.processor(text=[self.prompt(r) for r in reqs], images=[im for _, _, im in batch],
                                     padding=True, return_tensors="pt", **kwargs).to(self.device)
             with torch.no_grad():
@@ -305,8 +304,8 @@ class VLLMBackend(LocalModelBackend):
 
     def inputs(self, r: Request, image) -> dict:
         item = {"prompt": self.prompt(r), "multi_modal_data": {"image": image}}
-        if r.min_pixels:
-            item["mm_processor_kwargs"] = {"min_pixels": r.min_pixels, "max_pixels": r.max_pixels}
+        if size := r.image_size_kwargs:
+            item["mm_processor_kwargs"] = size
         return item
 
     def sampling(self, r: Request):

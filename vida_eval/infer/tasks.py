@@ -41,6 +41,17 @@ class Request:
     frame: tuple[int, int] | None = None
 
     @property
+    def image_size_kwargs(self) -> dict | None:
+        """The request's pixel limits as the image processor's call-time ``size`` (None: the model's defaults).
+
+        ``size`` rather than ``min_pixels``/``max_pixels``: vLLM hands the latter to a new processor built for
+        each setting (12 s a setting on 2 cores, on every run), and transformers deprecates them at call time.
+        """
+        edges = {"shortest_edge": self.min_pixels, "longest_edge": self.max_pixels}
+        edges = {k: v for k, v in edges.items() if v}
+        return {"size": edges} if edges else None
+
+    @property
     def uid(self) -> str:
         """Unique within a task: grounding ids repeat across its two question kinds."""
         kind = self.record.get("question_type", "")
