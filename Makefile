@@ -93,13 +93,12 @@ data/vida_mini/vida_combined.jsonl: $(MINI_RELEASE)/train/train_metadata.json
 
 mini-data: data/vida_mini/vida_combined.jsonl
 
-# LoRA SFT of the tiny model on the synthetic mini-ViDA (CPU), or of RECIPE on its own data.
-# A recipe with vida-eval train's own keys (share_image_prefix, answer_logits_only) runs through it, every other
-# through LLaMA-Factory.
-TRAINER = $(if $(shell grep -lE '^(share_image_prefix|answer_logits_only): *true' $(RECIPE) 2>/dev/null),$(TRAIN_ENV) $(PY) -m vida_eval,$(LLAMAFACTORY))
+# LoRA SFT of the tiny model on the synthetic mini-ViDA (CPU), or of RECIPE on its own data. `vida-eval train`
+# runs a recipe as `llamafactory-cli train` does (torchrun on several GPUs or with FORCE_TORCHRUN=1), and also
+# takes its own keys (share_image_prefix, answer_logits_only).
 train: $(if $(filter configs/tiny_lora.yaml,$(RECIPE)),tiny-model mini-data,setup)
 	$(PREFLIGHT) $(RECIPE) $(TRAIN_ARGS)
-	$(TRAINER) train $(RECIPE) $(TRAIN_ARGS)
+	$(TRAIN_ENV) $(PY) -m vida_eval train $(RECIPE) $(TRAIN_ARGS)
 
 # The learning proof: the small random Qwen2-VL (~45M parameters), fully fine-tuned for at most 10 minutes
 # on $(SYNTH_IMAGES) synthetic images (data parallel over every GPU), must beat its untrained self on the

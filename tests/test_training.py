@@ -192,6 +192,20 @@ def test_make_train_starts_torchrun_of_its_own_environment(tmp_path):
     assert (tmp_path / "adapter_model.safetensors").is_file()
 
 
+def test_vida_eval_train_starts_torchrun_when_llamafactory_would(monkeypatch):
+    from vida_eval.train.workflow import torchrun_ranks
+
+    for name in ("LOCAL_RANK", "FORCE_TORCHRUN", "NPROC_PER_NODE"):
+        monkeypatch.delenv(name, raising=False)
+    assert torchrun_ranks() is None  # no GPU here, nothing forced: train in this process
+    monkeypatch.setenv("FORCE_TORCHRUN", "1")
+    assert torchrun_ranks() == 1  # forced: torchrun even for one process, as llamafactory-cli does
+    monkeypatch.setenv("NPROC_PER_NODE", "3")
+    assert torchrun_ranks() == 3
+    monkeypatch.setenv("LOCAL_RANK", "0")
+    assert torchrun_ranks() is None  # already one of torchrun's processes
+
+
 # ------------------------------------------------------------------ webui
 
 def _free_port() -> int:

@@ -126,24 +126,29 @@ def train(config: dict, callbacks: list | None = None) -> None:
         run_exp(rest, callbacks)
 
 
-def _ranks() -> int:
+def torchrun_ranks() -> int | None:
+    """The processes torchrun should start for this run, or None to train in this process: several GPUs, or
+    FORCE_TORCHRUN=1 (then NPROC_PER_NODE, one by default), as ``llamafactory-cli`` decides."""
     if os.environ.get("LOCAL_RANK") is not None:
-        return 1  # already one of torchrun's processes
+        return None  # already one of torchrun's processes
+    forced = os.environ.get("FORCE_TORCHRUN", "0").lower() in ("1", "true")
     try:
         import torch
 
         gpus = torch.cuda.device_count()
     except ImportError:
         gpus = 0
-    forced = os.environ.get("FORCE_TORCHRUN", "0").lower() in ("1", "true")
-    return int(os.environ.get("NPROC_PER_NODE", gpus)) if gpus > 1 or forced else 1
+    if gpus > 1 or forced:
+        return int(os.environ.get("NPROC_PER_NODE", max(gpus, 1)))
+    return None
 
 
 def cmd_train(args) -> int:
     config = read_config(args.config, args.overrides)
     split_keys(config)  # refuse a bad key before torchrun starts the processes
-    ranks = _ranks()
-    if ranks > 1:
+    ranks = torchrun_ranks()
+    if ranks is not None:
+        # This environment's Python runs torchrun, so every rank runs this environment's packages.
         cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={ranks}",
                f"--master_port={os.environ.get('MASTER_PORT', '29500')}", "-m", "vida_eval", "train",
                str(args.config), *args.overrides]
