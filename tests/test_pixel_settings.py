@@ -1,4 +1,4 @@
-"""A request's pixel limits reach both engines as the image processor's call-time ``size``: the same frame as
+"""A request's pixel limits reach every backend as the image processor's call-time ``size``: the same frame as
 ``min_pixels``/``max_pixels``, and vLLM builds no new processor for a new setting."""
 
 import os
@@ -22,6 +22,17 @@ def test_size_kwargs_of_a_request():
     request = Request("perception", {"id": 0}, ROOT, "q", None, 8, min_pixels=3136, max_pixels=3211264)
     assert request.image_size_kwargs == {"size": {"shortest_edge": 3136, "longest_edge": 3211264}}
     assert Request("scoring", {"id": 0}, ROOT, "q", None, 0).image_size_kwargs is None
+
+
+def test_the_openai_backend_sends_the_limits_to_the_server():
+    from PIL import Image
+
+    from vida_eval.infer.backends import OpenAIBackend
+
+    backend, image = OpenAIBackend("http://127.0.0.1:9/v1", "m"), Image.new("RGB", (64, 48))
+    limited = Request("perception", {"id": 0}, ROOT, "q", None, 8, min_pixels=3136, max_pixels=3211264)
+    assert backend.body(limited, image)["mm_processor_kwargs"] == limited.image_size_kwargs
+    assert "mm_processor_kwargs" not in backend.body(Request("scoring", {"id": 0}, ROOT, "q", None, 0), image)
 
 
 @pytest.mark.parametrize("lo, hi", SETTINGS)

@@ -418,6 +418,8 @@ class OpenAIBackend(Backend):
         messages.append({"role": "user", "content": [{"type": "image_url", "image_url": {"url": url}},
                                                      {"type": "text", "text": r.user}]})
         body = {"model": self.model, "messages": messages, "temperature": 0.0}
+        if size := r.image_size_kwargs:
+            body["mm_processor_kwargs"] = size  # a vLLM server's field (perception's 4..4,096 tokens)
         if r.max_new_tokens == 0:
             messages.append({"role": "assistant", "content": r.assistant_prefix})
             body.update(max_tokens=1, logprobs=True, top_logprobs=20, continue_final_message=True,
