@@ -35,6 +35,5 @@ class _DeclareTorchvisionOps(importlib.abc.MetaPathFinder):
 
 _LIBRARIES: list = []
 
-if importlib.util.find_spec("torchvision") is not None and not any(
-        isinstance(f, _DeclareTorchvisionOps) for f in sys.meta_path):
+if importlib.util.find_spec("torchvision") is not None:
     sys.meta_path.insert(0, _DeclareTorchvisionOps())

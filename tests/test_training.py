@@ -193,17 +193,25 @@ def test_make_train_starts_torchrun_of_its_own_environment(tmp_path):
 
 
 def test_vida_eval_train_starts_torchrun_when_llamafactory_would(monkeypatch):
+    import torch
+
     from vida_eval.train.workflow import torchrun_ranks
 
     for name in ("LOCAL_RANK", "FORCE_TORCHRUN", "NPROC_PER_NODE"):
         monkeypatch.delenv(name, raising=False)
-    assert torchrun_ranks() is None  # no GPU here, nothing forced: train in this process
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
+    assert torchrun_ranks() is None  # no GPU, nothing forced: train in this process
     monkeypatch.setenv("FORCE_TORCHRUN", "1")
     assert torchrun_ranks() == 1  # forced: torchrun even for one process, as llamafactory-cli does
     monkeypatch.setenv("NPROC_PER_NODE", "3")
     assert torchrun_ranks() == 3
     monkeypatch.setenv("LOCAL_RANK", "0")
     assert torchrun_ranks() is None  # already one of torchrun's processes
+    monkeypatch.delenv("LOCAL_RANK")
+    monkeypatch.delenv("FORCE_TORCHRUN")
+    monkeypatch.delenv("NPROC_PER_NODE")
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert torchrun_ranks() == 2  # several GPUs: one process each
 
 
 # ------------------------------------------------------------------ webui
