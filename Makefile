@@ -9,6 +9,13 @@ export TOKENIZERS_PARALLELISM ?= false
 TINY_MODEL := models/tiny-qwen2vl
 MINI_RELEASE := data/vida-mini-release
 MINI_IMAGES ?= 200
+# The demo: a wider tiny model (hidden 128, 4 layers; vision tower 128 wide, 4 blocks) fully fine-tuned on a release
+# of the three distortions a small random vision tower learns first (they move a box's mean colour), one per image.
+DEMO_MODEL := models/demo-qwen2vl
+DEMO_RELEASE := data/vida-demo-release
+DEMO_SYNTH := --images 200 --bench-images 40 --seed 0 --types "Overexposure,Underexposure,Meaningless solid color" \
+	--most-distortions 1 --repeat-share 0 --global-share 0.5 --questions-per-image 20
+DEMO_EVAL := --batch-size 64 --max-new-tokens 160
 SMALL_MODEL := models/small-qwen2vl
 SYNTH_RELEASE := data/vida-synth-release
 SYNTH_IMAGES ?= 5000
@@ -159,9 +166,22 @@ wheelhouse:
 eval: setup
 	$(PY) -m vida_eval eval --model $(MODEL) --bench $(BENCH) --out $(RUN_DIR) $(EVAL_ARGS)
 
-# The whole loop on any machine: synthetic mini-ViDA -> tiny Qwen2-VL -> LoRA SFT -> merge -> eval -> scores.
-demo: train export
-	$(MAKE) eval NAME=demo EVAL_ARGS="--max-new-tokens 64 $(EVAL_ARGS)"
+# The whole loop on any machine: synthetic ViDA -> untrained model's scores -> full fine-tuning -> the trained
+# model's scores beside them. Fails when the trained model has a zeroed metric or does not beat the untrained one.
+$(DEMO_MODEL)/config.json: | setup
+	$(PY) -m vida_eval tiny-model $(DEMO_MODEL) --hidden-size 128 --layers 4 --vision-width 128 --vision-depth 4
+
+$(DEMO_RELEASE)/train/train_metadata.json: | setup
+	$(PY) -m vida_eval data synth $(DEMO_RELEASE) $(DEMO_SYNTH)
+
+data/vida_demo/vida_combined.jsonl: $(DEMO_RELEASE)/train/train_metadata.json
+	$(PY) -m vida_eval data prepare --release $(DEMO_RELEASE) --out data/vida_demo
+
+demo: $(DEMO_MODEL)/config.json data/vida_demo/vida_combined.jsonl
+	$(PY) -m vida_eval eval --model $(DEMO_MODEL) --bench $(DEMO_RELEASE) --out runs/demo-untrained $(DEMO_EVAL)
+	$(TRAIN_ENV) $(PY) -m vida_eval train configs/tiny_demo.yaml $(TRAIN_ARGS)
+	$(PY) -m vida_eval eval --model saves/demo-qwen2vl/full/vida_demo --bench $(DEMO_RELEASE) --out runs/demo $(DEMO_EVAL)
+	$(PY) -m vida_eval compare runs/demo-untrained runs/demo --require-learning
 
 # vLLM's CPU build in its own environment (it pins torch 2.13.0+cpu). PyPI's torchvision is a CUDA
 # build: installed without its dependencies and made importable by a small hook (scripts/).

@@ -24,9 +24,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from vida_eval.compare import METRICS, metric_values, read_scores, side_by_side
 from vida_eval.infer.runner import find_bench
-from vida_eval.metrics import FINAL_SCORE_PARTS
-from vida_eval.records import read_ground_truth
+from vida_eval.records import InputError, read_ground_truth
 
 CHANCE = 0.25
 MARGIN = 0.10
@@ -99,26 +99,18 @@ def main(argv=None) -> int:
         ap.error("--bench is required")
 
     runs = [args.untrained, *args.trained]
-    scores = {}
-    for run in runs:
-        path = run / "scores.json"
-        if not path.is_file():
-            print(f"{path}: no scores (run `vida-eval eval` on a bench with ground truth first)", file=sys.stderr)
-            return 2
-        scores[run.name] = json.loads(path.read_text())
+    try:
+        scores = {run.name: read_scores(run) for run in runs}
+    except InputError as e:
+        print(e, file=sys.stderr)
+        return 2
     _, _, gt_dir = find_bench(args.bench)
     level, majority = majority_share(read_ground_truth(gt_dir, ("bench_metadata.json",))["bench_metadata.json"])
 
-    keys = ["Final Score", *FINAL_SCORE_PARTS]
+    keys = list(METRICS)
     names = list(scores)
-    width, col = max(map(len, keys)), max(9, *map(len, names))
-    print(f"{'metric':<{width}}" + "".join(f"  {n:>{col}}" for n in names))
-    for k in keys:
-        print(f"{k:<{width}}" + "".join(f"  {scores[n].get(k, 0.0):>{col}.4f}" for n in names))
+    print("\n".join(side_by_side({n: metric_values(s) for n, s in scores.items()})))
     for name, s in scores.items():
-        if "correlation" in s:
-            c = s["correlation"]
-            print(f"{name}: SRCC {c.get('SRCC', float('nan')):.4f}, PLCC {c.get('PLCC', float('nan')):.4f}")
         if "perception_per_concern" in s:
             print(f"{name}: perception per concern " + ", ".join(f"{k} {v:.3f}" for k, v in
                                                                  sorted(s["perception_per_concern"].items())))

@@ -75,8 +75,8 @@ def workspace(tmp_path_factory):
     release = synthesize(root / "release", images=40, bench_images=4, seed=11)
     (root / "data").mkdir()
     shutil.copy(ROOT / "dataset_info.json", root / "data" / "dataset_info.json")
-    for name in ("vida", "vida_mini", "vida_synth"):
-        prepare(release, root / "data" / name, group_by_image=0 if name == "vida_mini" else 8)
+    for name in ("vida", "vida_mini", "vida_demo", "vida_synth"):
+        prepare(release, root / "data" / name, group_by_image=8 if name in ("vida", "vida_synth") else 0)
     prepare(release, root / "data" / "vida-qwen2_5_vl", recipe=load_recipe(ROOT / QWEN2_5_VL.recipe),
             family=QWEN2_5_VL, group_by_image=8)
     return root

@@ -299,3 +299,22 @@ def test_synth_asks_as_many_questions_per_image_as_asked(tmp_path):
     synthesize(plain, images=6, bench_images=2, seed=4, sizes=[(320, 240)])
     assert (json.loads((plain / "train" / "train_metadata.json").read_text())
             == json.loads(r.train_metadata.read_text()))  # the images and their truth do not change
+
+
+def test_synth_draws_only_the_asked_distortion_mix(tmp_path, capsys):
+    root = tmp_path / "mix"
+    types = ["Overexposure", "Meaningless solid color"]
+    assert main(["data", "synth", str(root), "--images", "40", "--bench-images", "20", "--seed", "3", "--sizes",
+                 "320x240", "--types", ",".join(types), "--most-distortions", "1", "--repeat-share", "0",
+                 "--global-share", "1"]) == 0
+    r = Release(root)
+    for meta_file in (r.train_metadata, r.bench_gt / "bench_metadata.json"):
+        meta = json.loads(meta_file.read_text())
+        drawn = [d for m in meta for d in m["distortions"]]
+        assert drawn and {d["distortion"] for d in drawn} <= set(types)
+        assert max(len(m["distortions"]) for m in meta) == 1
+        assert all(d["coordinates"] == [0, 0, 999, 999] for d in drawn)
+    capsys.readouterr()
+    assert main(["data", "synth", str(tmp_path / "bad"), "--images", "1", "--types", "Overexposure,Glare"]) == 2
+    assert "Glare" in capsys.readouterr().err
+

@@ -436,3 +436,18 @@ def test_family_loop_on_cpu(models, tmp_path, name):
     # The two engines' float32 logprobs of the five level tokens: Qwen3-VL's tiny model differed by 1.002e-3 on a
     # 1..5 scale in one run, the other families by less.
     assert max(abs(x["pred_mos"] - y["pred_mos"]) for x, y in zip(a, b)) < 2e-3
+
+
+def test_tiny_model_sizes_from_the_command_line(tmp_path, capsys):
+    from transformers import AutoConfig
+
+    out = tmp_path / "m"
+    assert main(["tiny-model", str(out), "--hidden-size", "96", "--layers", "3", "--vision-width", "128",
+                 "--vision-depth", "3"]) == 0
+    cfg = AutoConfig.from_pretrained(out)
+    assert (cfg.text_config.hidden_size, cfg.text_config.num_hidden_layers) == (96, 3)
+    assert (cfg.vision_config.embed_dim, cfg.vision_config.depth, cfg.vision_config.num_heads) == (128, 3, 2)
+    assert cfg.vision_config.hidden_size == 96  # the merger projects onto the language model's width
+    capsys.readouterr()
+    assert main(["tiny-model", str(tmp_path / "bad"), "--vision-width", "100"]) == 2
+    assert "multiple of 64" in capsys.readouterr().err

@@ -122,7 +122,7 @@ def test_every_registered_dataset_loads_through_llamafactory(workspace, monkeypa
     from llamafactory.data import get_dataset
 
     info = json.loads((workspace / "data" / "dataset_info.json").read_text())
-    assert len(info) == 25
+    assert len(info) == 26
     # LLaMA-Factory's loader and preprocessing for each dataset; the tokenizer and template are loaded once.
     _, tok, template, (model_args, data_args, training_args, *_) = llamafactory_dataset(
         workspace, next(iter(info)), cutoff_len=1024, max_samples=6)

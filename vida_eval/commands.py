@@ -3,6 +3,7 @@
 Each module registers its own parser; heavy imports stay inside the commands.
 """
 
+from . import compare
 from .data import cli as data_cli
 from .infer import cli as infer_cli
 from .infer import sweep
@@ -10,4 +11,4 @@ from .models import tiny as tiny_model
 from .train import preflight, workflow
 
 REGISTER: list = [data_cli.register, tiny_model.register, infer_cli.register, sweep.register, preflight.register,
-            workflow.register]
+            workflow.register, compare.register]

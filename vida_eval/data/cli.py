@@ -17,7 +17,7 @@ def _bar(total, desc):
 
 def cmd_synth(args) -> int:
     from .sizes import parse_sizes
-    from .synth import synthesize
+    from .synth import DistortionMix, synthesize
 
     bench = args.bench_images if args.bench_images is not None else max(4, args.images // 4)
     try:
@@ -25,10 +25,16 @@ def cmd_synth(args) -> int:
         train_sizes = parse_sizes(args.train_sizes) if args.train_sizes else None
     except ValueError as e:
         raise InputError(f"--sizes: {e}") from None
+    types = tuple(t.strip() for t in args.types.split(",")) if args.types else DistortionMix.types
+    try:
+        mix = DistortionMix(types, args.most_distortions, args.repeat_share, args.global_share)
+    except ValueError as e:
+        raise InputError(f"--types / --most-distortions / --repeat-share / --global-share: {e}") from None
     start = time.perf_counter()
     with _bar(args.images + bench, "synthesizing") as bar:
         synthesize(args.out, images=args.images, bench_images=bench, seed=args.seed, progress=bar.update,
-                   sizes=sizes, train_sizes=train_sizes, scenes=args.scenes, questions=args.questions_per_image)
+                   sizes=sizes, train_sizes=train_sizes, scenes=args.scenes, questions=args.questions_per_image,
+                   mix=mix)
     print(f"synthetic ViDA release ({args.images} train + {bench} bench images, seed {args.seed}, sizes "
           f"{args.sizes}, {args.scenes}, at least {args.questions_per_image} questions per training image) in {args.out} ({time.perf_counter() - start:.1f} s)")
     return 0
@@ -206,6 +212,13 @@ def register(sub) -> None:
     sp.add_argument("--questions-per-image", type=non_negative_int, default=0,
                     help="at least this many training records per image (the real release: 45); beyond one round "
                          "of the nine subsets (about 13), region-perception and multiple-choice questions in turn")
+    sp.add_argument("--types", help="comma-separated distortion types to draw (default: all ten)")
+    sp.add_argument("--most-distortions", type=int, default=3, help="distinct distortion types per image, at most "
+                                                                      "(0..3, default 3)")
+    sp.add_argument("--repeat-share", type=float, default=0.2,
+                    help="share of distorted images whose first type also fills a second box (default 0.2)")
+    sp.add_argument("--global-share", type=float, default=0.2,
+                    help="share of the distortions that cover the whole image (default 0.2)")
     sp.set_defaults(func=cmd_synth)
 
     sp = dsub.add_parser("check", help="validate a ViDA release without writing anything")

@@ -146,22 +146,48 @@ def make_scene(rng: np.random.Generator, width: int, height: int, kind: str = "p
 
 # ------------------------------------------------------------ annotations
 
-def random_distortions(rng: np.random.Generator) -> list[dict]:
-    """0-3 distortions with severities and 0..1000 boxes; a type may repeat once."""
-    n = int(rng.choice([0, 1, 1, 2, 2, 3]))
-    types = list(rng.choice(len(DISTORTION_TYPES), n, replace=False))
-    if n and rng.random() < 0.2:
+@dataclass(frozen=True)
+class DistortionMix:
+    """Which distortion types a release draws, how many distinct ones an image has at most, and how often its
+    first type appears in a second box (the default: all ten, 0-3, one image in five)."""
+
+    types: tuple[str, ...] = tuple(DISTORTION_TYPES)
+    most: int = 3
+    repeat: float = 0.2
+    global_share: float = 0.2  # of the distinct types' boxes, the share that covers the whole image
+
+    def __post_init__(self):
+        unknown = [t for t in self.types if t not in DISTORTION_TYPES]
+        if unknown or not self.types:
+            raise ValueError(f"unknown distortion types {unknown}; choose from: {', '.join(DISTORTION_TYPES)}"
+                             if unknown else "no distortion type given")
+        if not 0 <= self.most <= 3:
+            raise ValueError(f"at most {self.most} distortions per image: choose 0..3")
+        for name in ("repeat", "global_share"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ValueError(f"{name} {getattr(self, name)}: choose a share in 0..1")
+
+
+ALL_TYPES = DistortionMix()
+
+
+def random_distortions(rng: np.random.Generator, mix: DistortionMix = ALL_TYPES) -> list[dict]:
+    """0-3 distinct distortions (at most mix.most, of mix.types) with severities and 0..1000 boxes; the first
+    type repeats in a second box with probability mix.repeat."""
+    n = min(int(rng.choice([0, 1, 1, 2, 2, 3])), mix.most, len(mix.types))
+    types = [mix.types[t] for t in rng.choice(len(mix.types), n, replace=False)]
+    if n and rng.random() < mix.repeat:
         types.append(types[0])
     out = []
     for k, t in enumerate(types):
         # A repeated type always gets a local box, so no two boxes of a type coincide.
-        if rng.random() < 0.2 and k < n:
+        if rng.random() < mix.global_share and k < n:
             coords = [0, 0, 999, 999]
         else:
             w, h = int(rng.integers(180, 620)), int(rng.integers(180, 620))
             x, y = int(rng.integers(0, 1000 - w)), int(rng.integers(0, 1000 - h))
             coords = [x, y, x + w, y + h]
-        out.append({"distortion": DISTORTION_TYPES[t], "severity": SEVERITIES[int(rng.integers(0, 3))],
+        out.append({"distortion": t, "severity": SEVERITIES[int(rng.integers(0, 3))],
                     "coordinates": coords})
     return out
 
@@ -330,14 +356,14 @@ class Sample:
 
 
 def make_sample(seed: int, index: int, split: str, sizes=SMALL_SIZES, size: tuple[int, int] | None = None,
-                scenes: str = "photos") -> Sample:
+                scenes: str = "photos", mix: DistortionMix = ALL_TYPES) -> Sample:
     """One image and its distortions; its size is *size*, or drawn from *sizes* (a list, or a size -> count table);
-    its scene of the kind *scenes* (SCENE_KINDS)."""
+    its scene of the kind *scenes* (SCENE_KINDS), its distortions drawn from *mix*."""
     rng = np.random.default_rng([seed, index, 0 if split == "train" else 1])
     drawn = draw_size(rng, sizes)
     width, height = size or drawn
     scene = make_scene(rng, width, height, scenes)
-    distortions = annotate(random_distortions(rng))
+    distortions = annotate(random_distortions(rng, mix))
     for d in distortions:
         apply_distortion(scene.image, d["distortion"], d["severity"], to_pixels(d["coordinates"], width, height), rng)
     mos, level = quality_of(distortions)
@@ -434,9 +460,9 @@ def write_jsonl(path: Path, records: list[dict]) -> None:
 
 def synthesize(out: str | Path, images: int = 200, bench_images: int | None = None, seed: int = 0,
                progress=None, sizes=SMALL_SIZES, train_sizes=None, scenes: str = "photos",
-               questions: int = 0) -> Path:
+               questions: int = 0, mix: DistortionMix = ALL_TYPES) -> Path:
     """Write a complete synthetic ViDA release under *out*; returns *out*. Its images are *scenes* (SCENE_KINDS);
-    each training image has at least *questions* records (``train_records``).
+    each training image has at least *questions* records (``train_records``) and distortions drawn from *mix*.
 
     *sizes* (bench) and *train_sizes* (training, default *sizes*) are lists of (width, height) drawn uniformly,
     or size -> count tables (``sizes.VIDA_BENCH_SIZES``) drawn by weight; a split with as many images as its
@@ -451,7 +477,7 @@ def synthesize(out: str | Path, images: int = 200, bench_images: int | None = No
     metadata = []
     train_sizes = train_sizes or sizes
     for i, size in enumerate(exact_sizes(seed, images, train_sizes, 5)):
-        s = make_sample(seed, i, "train", train_sizes, size, scenes)
+        s = make_sample(seed, i, "train", train_sizes, size, scenes, mix)
         save_image(s, train_dir)
         rng = np.random.default_rng([seed, i, 2])
         for k, recs in train_records(s, rng, questions).items():
@@ -468,7 +494,7 @@ def synthesize(out: str | Path, images: int = 200, bench_images: int | None = No
     write_json(qwen2 / "combined.json", combined)
     (qwen2 / "jsonl_stats.txt").write_text("".join(f"{TRAIN_SUBSETS[k][1]}: {len(v)}\n" for k, v in subsets.items()))
     write_json(out / "train" / "train_metadata.json", metadata)
-    write_bench(out, seed, bench_images, val_dir, progress, sizes, scenes)
+    write_bench(out, seed, bench_images, val_dir, progress, sizes, scenes, mix)
     return out
 
 
@@ -483,10 +509,10 @@ def exact_sizes(seed: int, n: int, sizes, stream: int = 4) -> list[tuple[int, in
 
 
 def write_bench(out: Path, seed: int, n: int, val_dir: Path, progress=None, sizes=SMALL_SIZES,
-                scenes: str = "photos") -> None:
+                scenes: str = "photos", mix: DistortionMix = ALL_TYPES) -> None:
     mcq, reg, bench, meta = [], [], [], []
     for i, size in enumerate(exact_sizes(seed, n, sizes)):
-        s = make_sample(seed, i, "val", sizes, size, scenes)
+        s = make_sample(seed, i, "val", sizes, size, scenes, mix)
         save_image(s, val_dir)
         rng = np.random.default_rng([seed, i, 3])
         bench.append({"id": i, "image": s.name, "width": s.width, "height": s.height})

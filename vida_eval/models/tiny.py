@@ -204,6 +204,7 @@ PRESETS = {"tiny": TinySpec(), "small": SMALL}
 
 def register(sub) -> None:
     from ..cli_args import output_dir, positive_int
+    from ..records import InputError
 
     sp = sub.add_parser("tiny-model", help="build a tiny random model of a family with its real tokenizer and "
                                            "processor")
@@ -214,6 +215,9 @@ def register(sub) -> None:
     sp.add_argument("--seed", type=int, default=0)
     sp.add_argument("--hidden-size", type=positive_int, help="override the preset's language-model width")
     sp.add_argument("--layers", type=positive_int, help="override the preset's language-model depth")
+    sp.add_argument("--vision-depth", type=positive_int, help="override the preset's vision-tower depth")
+    sp.add_argument("--vision-width", type=positive_int,
+                    help="override the preset's vision-tower width (a multiple of 64: heads of 64)")
     sp.add_argument("--max-pixels", type=positive_int, help="override the preset's image processor max_pixels")
 
     def run(args) -> int:
@@ -223,6 +227,12 @@ def register(sub) -> None:
                            * args.hidden_size // spec.hidden_size)
         if args.layers:
             spec = replace(spec, num_hidden_layers=args.layers)
+        if args.vision_depth:
+            spec = replace(spec, vision_depth=args.vision_depth)
+        if args.vision_width:
+            if args.vision_width % 64:
+                raise InputError(f"--vision-width {args.vision_width}: choose a multiple of 64")
+            spec = replace(spec, vision_embed_dim=args.vision_width, vision_heads=args.vision_width // 64)
         if args.max_pixels:
             spec = replace(spec, max_pixels=args.max_pixels)
         family = get_family(args.family)
