@@ -117,3 +117,29 @@ def test_fixture_description_matches_official_extraction(baseline):
             k: o[k] for k in ("all_distortions", "key_distortions", "image_quality")
         }, r["id"]
 
+
+
+@pytest.mark.parametrize("answer", [
+    " " * 8800,  # an untrained model's answer: 160 tokens of runs of spaces
+    " \t" * 4400,
+    ("Noise " * 300 + "\n") * 10,
+    ("<|object_ref_start|>Severe noise<|object_ref_end|><|box_start|>(1,2),(3,") * 300,
+])
+def test_parsers_finish_on_long_degenerate_answers(answer):
+    """A block header read with a lazy name between optional blanks backtracked cubically on a long line of
+    spaces: the scoring of one such answer did not end. Every parser reads each of these at once."""
+    import time
+
+    start = time.perf_counter()
+    assert parse_grounding(answer) == []
+    assert parse_description(answer)["image_quality"] == "unknown"
+    assert parse_choice(answer, ["a", "b", "c", "d"]).letter is None
+    assert time.perf_counter() - start < 5.0
+
+
+def test_block_headers_keep_their_blanks_out_of_the_type():
+    answer = ("  Noise  :\n<|object_ref_start|>Severe noise<|object_ref_end|><|box_start|>(1,2),(3,4)<|box_end|>\n"
+              "\t:\n<|object_ref_start|>Slight low clarity<|object_ref_end|><|box_start|>(5,6),(7,8)<|box_end|>")
+    got = parse_grounding(answer)
+    assert [(d["distortion"], d["severity"], d["coordinates"]) for d in got] == [
+        ("Noise", "Severe", [1, 2, 3, 4]), ("Low clarity", "Slight", [5, 6, 7, 8])]

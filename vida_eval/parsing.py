@@ -18,8 +18,10 @@ BOX_START, BOX_END = "<|box_start|>", "<|box_end|>"
 # ---------------------------------------------------------------- grounding
 
 # A block header 'Type:' at the start of a line; the reference may follow on
-# the same line or on the next ones.
-_HEADER = re.compile(r"^[ \t]*([^\n<:]+?)[ \t]*:", re.MULTILINE)
+# the same line or on the next ones. One greedy run of a class without ':' (the
+# name is stripped afterwards): a lazy name between optional blanks backtracks
+# cubically on a long line of spaces, and a model's answer can be 8,800 of them.
+_HEADER = re.compile(r"^([^\n<:]+):", re.MULTILINE)
 _REFERENCE = re.compile(
     re.escape(REF_START) + r"(.*?)" + re.escape(REF_END)
     + r"((?:\s*" + re.escape(BOX_START) + r".*?" + re.escape(BOX_END) + r")*)",
