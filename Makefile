@@ -9,8 +9,9 @@ export TOKENIZERS_PARALLELISM ?= false
 TINY_MODEL := models/tiny-qwen2vl
 MINI_RELEASE := data/vida-mini-release
 MINI_IMAGES ?= 200
-# The demo: a wider tiny model (hidden 128, 4 layers; vision tower 128 wide, 4 blocks) fully fine-tuned on a release
-# of the three distortions a small random vision tower learns first (they move a box's mean colour), one per image.
+# The demo: the demo preset's model (22M parameters: width 128, 6 layers; a vision tower 128 wide, 4 blocks), fully
+# fine-tuned on a release of the three distortions a small random vision tower learns first (they move a box's mean
+# colour), one per image.
 DEMO_MODEL := models/demo-qwen2vl
 DEMO_RELEASE := data/vida-demo-release
 DEMO_SYNTH := --images 200 --bench-images 40 --seed 0 --types "Overexposure,Underexposure,Meaningless solid color" \
@@ -169,7 +170,7 @@ eval: setup
 # The whole loop on any machine: synthetic ViDA -> untrained model's scores -> full fine-tuning -> the trained
 # model's scores beside them. Fails when the trained model has a zeroed metric or does not beat the untrained one.
 $(DEMO_MODEL)/config.json: | setup
-	$(PY) -m vida_eval tiny-model $(DEMO_MODEL) --hidden-size 128 --layers 4 --vision-width 128 --vision-depth 4
+	$(PY) -m vida_eval tiny-model $(DEMO_MODEL) --preset demo
 
 $(DEMO_RELEASE)/train/train_metadata.json: | setup
 	$(PY) -m vida_eval data synth $(DEMO_RELEASE) $(DEMO_SYNTH)
