@@ -115,6 +115,26 @@ def test_learning_proof_recipe_matches_the_small_model(tmp_path):
         recipe["image_min_pixels"], recipe["image_max_pixels"])
 
 
+def test_demo_recipe_matches_the_demo_model(tmp_path):
+    """The demo trains every weight of the demo preset's model with answer-only logits, at the resolution its
+    processor evaluates at, on the demo's own release."""
+    from transformers import AutoImageProcessor, Qwen2VLConfig
+
+    from vida_eval.models.tiny import DEMO
+
+    raw = yaml.safe_load((ROOT / "configs" / "tiny_demo.yaml").read_text())
+    assert raw["finetuning_type"] == "full" and raw["answer_logits_only"] is True and raw["dataset"] == "vida_demo"
+    assert raw["model_name_or_path"] == "models/demo-qwen2vl" and raw["use_cpu"] is True
+    build_tiny_model(tmp_path / "demo", DEMO, weights=False)
+    text = Qwen2VLConfig.from_pretrained(tmp_path / "demo").text_config
+    assert text.hidden_size // text.num_attention_heads == 32  # a head size every attention backend supports
+    processor = AutoImageProcessor.from_pretrained(tmp_path / "demo")
+    assert (processor.size["shortest_edge"], processor.size["longest_edge"]) == (
+        raw["image_min_pixels"], raw["image_max_pixels"])
+    makefile = (ROOT / "Makefile").read_text()
+    assert "tiny-model $(DEMO_MODEL) --preset demo" in makefile and "configs/tiny_demo.yaml" in makefile
+
+
 # ----------------------------------------------------------------- datasets
 
 def test_every_registered_dataset_loads_through_llamafactory(workspace, monkeypatch):

@@ -202,8 +202,10 @@ SMALL = TinySpec(hidden_size=256, intermediate_size=1024, num_hidden_layers=4, n
 # The demo's model (``make demo``, 2 CPU cores): on a CPU the step is the 151,936-entry vocabulary's projection of
 # the answer tokens, which costs in proportion to the width alone, so the width stays at 128 and the layers, heads
 # and MLPs, nearly free beside it, grow: a 2-head, 2-layer model blends the answers of different questions.
+# Images up to 64 merged tokens, as configs/tiny_demo.yaml trains: evaluation sees the same tokens.
 DEMO = TinySpec(hidden_size=128, intermediate_size=512, num_hidden_layers=6, num_attention_heads=4,
-                num_key_value_heads=2, vision_depth=4, vision_embed_dim=128, vision_heads=2, vision_mlp_ratio=4)
+                num_key_value_heads=2, vision_depth=4, vision_embed_dim=128, vision_heads=2, vision_mlp_ratio=4,
+                max_pixels=64 * 28 * 28)
 PRESETS = {"tiny": TinySpec(), "small": SMALL, "demo": DEMO}
 
 
