@@ -317,4 +317,3 @@ def test_synth_draws_only_the_asked_distortion_mix(tmp_path, capsys):
     capsys.readouterr()
     assert main(["data", "synth", str(tmp_path / "bad"), "--images", "1", "--types", "Overexposure,Glare"]) == 2
     assert "Glare" in capsys.readouterr().err
-

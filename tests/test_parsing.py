@@ -118,7 +118,6 @@ def test_fixture_description_matches_official_extraction(baseline):
         }, r["id"]
 
 
-
 @pytest.mark.parametrize("answer", [
     " " * 8800,  # an untrained model's answer: 160 tokens of runs of spaces
     " \t" * 4400,

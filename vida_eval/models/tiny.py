@@ -218,7 +218,7 @@ def register(sub) -> None:
     sp.add_argument("out", type=output_dir)
     sp.add_argument("--family", choices=sorted(FAMILIES), default=DEFAULT.name)
     sp.add_argument("--preset", choices=sorted(PRESETS), default="tiny",
-                    help="tiny: ~10M parameters for CPU tests; demo: ~21M for make demo on a CPU; small: ~45M for "
+                    help="tiny: ~10M parameters for CPU tests; demo: ~22M for make demo on a CPU; small: ~45M for "
                          "the GPU learning proof")
     sp.add_argument("--seed", type=int, default=0)
     sp.add_argument("--hidden-size", type=positive_int, help="override the preset's language-model width")
