@@ -11,11 +11,12 @@ MINI_RELEASE := data/vida-mini-release
 MINI_IMAGES ?= 200
 # The demo: the demo preset's model (22M parameters: width 128, 6 layers; a vision tower 128 wide, 4 blocks), fully
 # fine-tuned on a release of the three distortions a small random vision tower learns first (they move a box's mean
-# colour), one per image.
+# colour), one per image, 20 questions per image, the seven beyond one round multiple-choice (2-token answers: the
+# cheapest to train, and what keeps every option-letter answer readable in 700 steps).
 DEMO_MODEL := models/demo-qwen2vl
 DEMO_RELEASE := data/vida-demo-release
 DEMO_SYNTH := --images 200 --bench-images 40 --seed 0 --types "Overexposure,Underexposure,Meaningless solid color" \
-	--most-distortions 1 --repeat-share 0 --global-share 0.5 --questions-per-image 20
+	--most-distortions 1 --repeat-share 0 --global-share 0.5 --questions-per-image 20 --choice-share 1
 DEMO_EVAL := --batch-size 64 --max-new-tokens 160
 SMALL_MODEL := models/small-qwen2vl
 SYNTH_RELEASE := data/vida-synth-release

@@ -301,6 +301,34 @@ def test_synth_asks_as_many_questions_per_image_as_asked(tmp_path):
             == json.loads(r.train_metadata.read_text()))  # the images and their truth do not change
 
 
+def test_synth_deals_the_added_questions_by_the_choice_share(tmp_path, capsys):
+    from collections import Counter
+
+    from vida_eval.data.synth import is_choice
+
+    assert [is_choice(j, 0.5) for j in range(6)] == [False, True] * 3  # the default alternates, region first
+    for share in (0.0, 0.3, 0.5, 1.0):
+        assert sum(is_choice(j, share) for j in range(20)) == int(20 * share)
+
+    def kinds(root):
+        r = Release(root)
+        return Counter(n for n in ("vida_g_reg_perception", "vida_p_mcq")
+                       for _ in r.subset_file(n).read_text().splitlines())
+
+    common = ["--images", "5", "--bench-images", "2", "--seed", "2", "--sizes", "320x240",
+              "--questions-per-image", "30"]
+    assert main(["data", "synth", str(tmp_path / "half"), *common]) == 0
+    assert main(["data", "synth", str(tmp_path / "all"), *common, "--choice-share", "1"]) == 0
+    half, every = kinds(tmp_path / "half"), kinds(tmp_path / "all")
+    assert sum(half.values()) == sum(every.values())  # as many questions, dealt otherwise
+    assert every["vida_p_mcq"] > half["vida_p_mcq"] and every["vida_g_reg_perception"] < half["vida_g_reg_perception"]
+    assert ((tmp_path / "half" / "train" / "train_metadata.json").read_text()
+            == (tmp_path / "all" / "train" / "train_metadata.json").read_text())
+    capsys.readouterr()
+    assert main(["data", "synth", str(tmp_path / "bad"), "--images", "1", "--choice-share", "2"]) == 2
+    assert "--choice-share" in capsys.readouterr().err
+
+
 def test_synth_draws_only_the_asked_distortion_mix(tmp_path, capsys):
     root = tmp_path / "mix"
     types = ["Overexposure", "Meaningless solid color"]

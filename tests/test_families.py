@@ -451,3 +451,29 @@ def test_tiny_model_sizes_from_the_command_line(tmp_path, capsys):
     capsys.readouterr()
     assert main(["tiny-model", str(tmp_path / "bad"), "--vision-width", "100"]) == 2
     assert "multiple of 64" in capsys.readouterr().err
+
+
+def test_frequency_patch_embedding(tmp_path):
+    import torch
+    from safetensors.torch import load_file
+
+    from vida_eval.models.tiny import frequency_patch_weights
+
+    w = frequency_patch_weights(64, 3, 2, 14)
+    assert torch.equal(w, frequency_patch_weights(64, 3, 2, 14))
+    assert abs(float(w.norm()) - 0.02 * w.numel() ** 0.5) < 1e-4  # the random init's size
+    flat = w.flatten(1).double()
+    gram = flat @ flat.T
+    assert float((gram - torch.diag(torch.diag(gram))).abs().max()) < 1e-6 * float(torch.diag(gram).max())
+    # the first luminance filter (after 8 + 8 colour-opponent ones) is the patch's mean over colours and frames
+    assert torch.allclose(w[16], torch.full_like(w[16], float(w[16].flatten()[0])))
+    assert abs(float(w[0].sum())) < 1e-6  # red minus green: blind to grey
+    wide = frequency_patch_weights(512, 3, 2, 14)  # more filters than frequencies: the rest stay random
+    assert torch.count_nonzero(wide.flatten(1).norm(dim=1)) == 512
+
+    out = tmp_path / "f"
+    assert main(["tiny-model", str(out), "--patch-init", "frequency"]) == 0
+    weights = load_file(str(out / "model.safetensors"))
+    proj = next(v for k, v in weights.items() if k.endswith("patch_embed.proj.weight"))
+    assert torch.allclose(proj, frequency_patch_weights(*proj.shape[:3], proj.shape[-1], 0))
+    assert json.loads((out / "vida_tiny.json").read_text())["patch_init"] == "frequency"

@@ -133,6 +133,7 @@ def test_demo_recipe_matches_the_demo_model(tmp_path):
         raw["image_min_pixels"], raw["image_max_pixels"])
     makefile = (ROOT / "Makefile").read_text()
     assert "tiny-model $(DEMO_MODEL) --preset demo" in makefile and "configs/tiny_demo.yaml" in makefile
+    assert "--choice-share 1" in makefile  # the questions beyond one round: multiple-choice, as measured
 
 
 # ----------------------------------------------------------------- datasets

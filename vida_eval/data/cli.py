@@ -34,7 +34,7 @@ def cmd_synth(args) -> int:
     with _bar(args.images + bench, "synthesizing") as bar:
         synthesize(args.out, images=args.images, bench_images=bench, seed=args.seed, progress=bar.update,
                    sizes=sizes, train_sizes=train_sizes, scenes=args.scenes, questions=args.questions_per_image,
-                   mix=mix)
+                   mix=mix, choice_share=args.choice_share)
     print(f"synthetic ViDA release ({args.images} train + {bench} bench images, seed {args.seed}, sizes "
           f"{args.sizes}, {args.scenes}, at least {args.questions_per_image} questions per training image) in {args.out} ({time.perf_counter() - start:.1f} s)")
     return 0
@@ -191,7 +191,8 @@ def cmd_holdout(args) -> int:
 
 
 def register(sub) -> None:
-    from ..cli_args import existing_dir, existing_file, existing_path, non_negative_int, output_dir, positive_int
+    from ..cli_args import (existing_dir, existing_file, existing_path, non_negative_int, output_dir, positive_int,
+                            share)
     from ..models.families import FAMILIES
 
     p = sub.add_parser("data", help="synthesize, check and prepare ViDA data")
@@ -212,6 +213,9 @@ def register(sub) -> None:
     sp.add_argument("--questions-per-image", type=non_negative_int, default=0,
                     help="at least this many training records per image (the real release: 45); beyond one round "
                          "of the nine subsets (about 13), region-perception and multiple-choice questions in turn")
+    sp.add_argument("--choice-share", type=share, default=0.5,
+                    help="of the questions beyond one round, the share that are multiple-choice (the rest "
+                         "region-perception; default 0.5)")
     sp.add_argument("--types", help="comma-separated distortion types to draw (default: all ten)")
     sp.add_argument("--most-distortions", type=int, default=3, help="distinct distortion types per image, at most "
                                                                       "(0..3, default 3)")

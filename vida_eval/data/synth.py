@@ -379,10 +379,18 @@ def save_image(sample: Sample, folder: Path) -> None:
         img.save(folder / sample.name, quality=95)
 
 
-def train_records(sample: Sample, rng: np.random.Generator, questions: int = 0) -> dict[str, list[dict]]:
+def is_choice(j: int, share: float) -> bool:
+    """Whether the *j*-th extra question is multiple-choice, spread evenly: floor((j + 1) s) > floor(j s), so a share
+    of 0.5 alternates region-perception (j even) and multiple-choice (j odd)."""
+    return int((j + 1) * share) > int(j * share)
+
+
+def train_records(sample: Sample, rng: np.random.Generator, questions: int = 0,
+                  choice_share: float = 0.5) -> dict[str, list[dict]]:
     """The nine ViDA subsets' records for one training image: one round of each subset's questions (about 13),
-    then, to reach *questions* records, further region-perception and multiple-choice questions in turn (the
-    real release asks about 45 per image: 534K samples over 11,848 images)."""
+    then, to reach *questions* records, further questions: multiple-choice ones (a *choice_share* of them) and
+    region-perception ones, spread evenly (the real release asks about 45 per image: 534K samples over 11,848
+    images)."""
     n, ds = sample.name, sample.distortions
     stem = n.rsplit(".", 1)[0]
     out: dict[str, list[dict]] = {k: [] for k in TRAIN_SUBSETS}
@@ -421,7 +429,7 @@ def train_records(sample: Sample, rng: np.random.Generator, questions: int = 0) 
                                             prompts.SCORING_SYSTEM, f"{stem}_score"))
     extra = questions - sum(len(v) for v in out.values())
     for j in range(max(0, extra)):
-        if j % 2 == 0:
+        if not is_choice(j, choice_share):
             region = random_region(rng)
             out["vida_g_reg_perception"].append(conversation(
                 n, region_question(region), region_answer(region_truth(ds, region)), prompts.GROUNDING_SYSTEM,
@@ -460,9 +468,10 @@ def write_jsonl(path: Path, records: list[dict]) -> None:
 
 def synthesize(out: str | Path, images: int = 200, bench_images: int | None = None, seed: int = 0,
                progress=None, sizes=SMALL_SIZES, train_sizes=None, scenes: str = "photos",
-               questions: int = 0, mix: DistortionMix = ALL_TYPES) -> Path:
+               questions: int = 0, mix: DistortionMix = ALL_TYPES, choice_share: float = 0.5) -> Path:
     """Write a complete synthetic ViDA release under *out*; returns *out*. Its images are *scenes* (SCENE_KINDS);
-    each training image has at least *questions* records (``train_records``) and distortions drawn from *mix*.
+    each training image has at least *questions* records (``train_records``: *choice_share* of those beyond one
+    round are multiple-choice) and distortions drawn from *mix*.
 
     *sizes* (bench) and *train_sizes* (training, default *sizes*) are lists of (width, height) drawn uniformly,
     or size -> count tables (``sizes.VIDA_BENCH_SIZES``) drawn by weight; a split with as many images as its
@@ -480,7 +489,7 @@ def synthesize(out: str | Path, images: int = 200, bench_images: int | None = No
         s = make_sample(seed, i, "train", train_sizes, size, scenes, mix)
         save_image(s, train_dir)
         rng = np.random.default_rng([seed, i, 2])
-        for k, recs in train_records(s, rng, questions).items():
+        for k, recs in train_records(s, rng, questions, choice_share).items():
             subsets[k].extend(recs)
         metadata.append({"image": s.name, "width": s.width, "height": s.height, "mos": s.mos, "level": s.level,
                          "distortions": [public(d) for d in s.distortions]})

@@ -36,6 +36,7 @@ class TinySpec:
     min_pixels: int = 16 * 28 * 28
     max_pixels: int = 256 * 28 * 28
     seed: int = 0
+    patch_init: str = "random"  # or "frequency": see frequency_patch_weights
 
 
 def qwen2_tokenizer_files() -> tuple[Path, Path]:
@@ -162,6 +163,56 @@ def _processor(spec: TinySpec, family: Family, tokenizer):
     return processor, image
 
 
+PATCH_INITS = ("random", "frequency")
+
+
+def frequency_patch_weights(embed_dim: int, channels: int, frames: int, patch: int, seed: int = 0):
+    """Patch-embedding filters of a 2-D DCT-II basis, scaled up with frequency.
+
+    Filter k is the basis function b_uv(x, y) = a_u a_v cos(pi (2x + 1) u / 2P) cos(pi (2y + 1) v / 2P) (orthonormal
+    over the P x P patch), the same for every frame, times a colour direction, times (1 + sqrt(u^2 + v^2)). The
+    first quarter of the filters are colour-opponent ((1, -1, 0) and (1, 1, -2)) at the lowest frequencies, the rest
+    luminance (1, 1, 1) in zig-zag order of u + v; filters beyond the P^2 luminance frequencies stay random. Natural
+    images' amplitude falls as 1/f, so the scaling gives every filter a response of about the same size, and a
+    patch's fine texture (noise, blocking, the sharpness that blur takes away) is as large in the residual stream as
+    its mean colour; a random filter's response is its mean colour's, and LayerNorm then hides the texture.
+    The whole is scaled to the random init's Frobenius norm (std 0.02).
+    """
+    import torch
+
+    gen = torch.Generator().manual_seed(seed)
+    weight = torch.randn(embed_dim, channels, frames, patch, patch, generator=gen) * 0.02
+    x = torch.arange(patch, dtype=torch.float64)
+    cos = torch.stack([torch.cos(torch.pi * (2 * x + 1) * u / (2 * patch)) for u in range(patch)])
+    cos *= torch.tensor([(1 / patch) ** 0.5] + [(2 / patch) ** 0.5] * (patch - 1), dtype=torch.float64)[:, None]
+    freqs = sorted(((u, v) for u in range(patch) for v in range(patch)), key=lambda f: (f[0] + f[1], f[0]))
+    directions = {"luma": [1.0] * channels}
+    if channels == 3:
+        directions |= {"red-green": [1.0, -1.0, 0.0], "blue-yellow": [1.0, 1.0, -2.0]}
+    opponent = embed_dim // 8 if channels == 3 else 0
+    plan = [(name, f) for name in ("red-green", "blue-yellow") if name in directions for f in freqs[:opponent]]
+    plan += [("luma", f) for f in freqs[:embed_dim - len(plan)]]
+    for k, (name, (u, v)) in enumerate(plan):
+        colour = torch.tensor(directions[name], dtype=torch.float64)
+        basis = torch.outer(cos[u], cos[v]) * (1 + (u * u + v * v) ** 0.5)
+        weight[k] = (colour[:, None, None, None] / colour.norm() * basis / frames ** 0.5).to(weight.dtype)
+    reference = 0.02 * (weight.numel()) ** 0.5
+    return weight * (reference / weight.norm())
+
+
+def _init_patch_embedding(model, spec: TinySpec) -> None:
+    import torch
+
+    if spec.patch_init == "random":
+        return
+    if spec.patch_init not in PATCH_INITS:
+        raise ValueError(f"patch_init {spec.patch_init!r}: choose from {', '.join(PATCH_INITS)}")
+    proj = next(m for name, m in model.named_modules() if name.endswith("patch_embed.proj"))
+    d, c, t, p, _ = proj.weight.shape
+    with torch.no_grad():
+        proj.weight.copy_(frequency_patch_weights(d, c, t, p, spec.seed).to(proj.weight.dtype))
+
+
 def build_tiny_model(out: str | Path, spec: TinySpec = TinySpec(), weights: bool = True,
                      dtype: str = "float32", family: Family = DEFAULT) -> Path:
     """Write a complete checkpoint folder of *family* (weights, config, tokenizer, processor).
@@ -181,6 +232,7 @@ def build_tiny_model(out: str | Path, spec: TinySpec = TinySpec(), weights: bool
                                   do_sample=False)
     if weights:
         model = getattr(transformers, family.architecture)(config).to(getattr(torch, dtype))
+        _init_patch_embedding(model, spec)
         model.generation_config = generation
         model.save_pretrained(out, safe_serialization=True)
     else:
@@ -227,6 +279,9 @@ def register(sub) -> None:
     sp.add_argument("--vision-width", type=positive_int,
                     help="override the preset's vision-tower width (a multiple of 64: heads of 64)")
     sp.add_argument("--max-pixels", type=positive_int, help="override the preset's image processor max_pixels")
+    sp.add_argument("--patch-init", choices=PATCH_INITS,
+                    help="the vision tower's patch embedding: random, or a frequency basis that sees texture "
+                         "(frequency_patch_weights)")
 
     def run(args) -> int:
         spec = replace(PRESETS[args.preset], seed=args.seed)
@@ -243,6 +298,8 @@ def register(sub) -> None:
             spec = replace(spec, vision_embed_dim=args.vision_width, vision_heads=args.vision_width // 64)
         if args.max_pixels:
             spec = replace(spec, max_pixels=args.max_pixels)
+        if args.patch_init:
+            spec = replace(spec, patch_init=args.patch_init)
         family = get_family(args.family)
         if not args.max_pixels:  # the preset's limits in tokens, at this family's token size
             f = family.factor
