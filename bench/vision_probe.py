@@ -23,11 +23,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from vida_eval.data.distortions import apply_distortion  # noqa: E402
-from vida_eval.data.sizes import SIZE_CHOICES, draw_size, parse_sizes  # noqa: E402
-from vida_eval.data.synth import make_scene, to_pixels  # noqa: E402
-from vida_eval.models.tiny import PATCH_INITS, PRESETS, build_tiny_model  # noqa: E402
-from vida_eval.vocab import DISTORTION_TYPES, SEVERITIES  # noqa: E402
+from vida_eval.data.distortions import apply_distortion
+from vida_eval.data.sizes import SIZE_CHOICES, draw_size, parse_sizes
+from vida_eval.data.synth import make_scene, to_pixels
+from vida_eval.models.tiny import PATCH_INITS, PRESETS, build_tiny_model
+from vida_eval.vocab import DISTORTION_TYPES, SEVERITIES
 
 
 def scenes(name: str, n: int, sizes, seed: int) -> tuple[list[np.ndarray], np.ndarray]:
@@ -115,6 +115,7 @@ def main() -> int:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args()
+    import torch
     from transformers import AutoImageProcessor
 
     types = [t.strip() for t in args.types.split(",")]
@@ -139,8 +140,6 @@ def main() -> int:
             train, test = data[:args.train], data[args.train:]
             cells = []
             for init in inits:
-                import torch
-
                 torch.manual_seed(args.seed)
                 probe = Probe(folders[init], args.threads)
                 train_probe(probe, train, labels[:args.train], args.steps, args.batch, args.lr, args.seed)

@@ -191,8 +191,7 @@ def cmd_holdout(args) -> int:
 
 
 def register(sub) -> None:
-    from ..cli_args import (existing_dir, existing_file, existing_path, non_negative_int, output_dir, positive_int,
-                            share)
+    from ..cli_args import existing_dir, existing_file, existing_path, non_negative_int, output_dir, positive_int, share
     from ..models.families import FAMILIES
 
     p = sub.add_parser("data", help="synthesize, check and prepare ViDA data")

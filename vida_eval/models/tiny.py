@@ -176,7 +176,8 @@ def frequency_patch_weights(embed_dim: int, channels: int, frames: int, patch: i
     images' amplitude falls as 1/f, so the scaling gives every filter a response of about the same size, and a
     patch's fine texture (noise, blocking, the sharpness that blur takes away) is as large in the residual stream as
     its mean colour; a random filter's response is its mean colour's, and LayerNorm then hides the texture.
-    The whole is scaled to the random init's Frobenius norm (std 0.02).
+    The whole is scaled to the random init's Frobenius norm (std 0.02). Measured (bench/RESULTS.md, "a frequency-basis
+    patch embedding"): on its own it does not teach the small tower to tell noise or blur from a clean scene.
     """
     import torch
 
@@ -280,8 +281,8 @@ def register(sub) -> None:
                     help="override the preset's vision-tower width (a multiple of 64: heads of 64)")
     sp.add_argument("--max-pixels", type=positive_int, help="override the preset's image processor max_pixels")
     sp.add_argument("--patch-init", choices=PATCH_INITS,
-                    help="the vision tower's patch embedding: random, or a frequency basis that sees texture "
-                         "(frequency_patch_weights)")
+                    help="the vision tower's patch embedding at the start: random (the default) or a 2-D frequency "
+                         "basis (frequency_patch_weights)")
 
     def run(args) -> int:
         spec = replace(PRESETS[args.preset], seed=args.seed)
