@@ -21,10 +21,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from vida_eval.data.distortions import apply_distortion  # noqa: E402
-from vida_eval.data.sizes import SIZE_CHOICES, draw_size, parse_sizes  # noqa: E402
-from vida_eval.data.synth import SCENE_KINDS, make_scene, to_pixels  # noqa: E402
-from vida_eval.vocab import DISTORTION_TYPES  # noqa: E402
+from vida_eval.data.distortions import apply_distortion
+from vida_eval.data.sizes import SIZE_CHOICES, draw_size, parse_sizes
+from vida_eval.data.synth import SCENE_KINDS, make_scene, random_box, to_pixels
+from vida_eval.vocab import DISTORTION_TYPES
 
 THRESHOLD = 4  # grey levels
 INVISIBLE = 0.02  # share of a box's pixels
@@ -42,9 +42,7 @@ def changed_share(kind: str, n: int, sizes, seed: int = 0) -> dict[tuple[str, st
         width, height = draw_size(rng, sizes)
         base = make_scene(rng, width, height, kind).image
         for name in DISTORTION_TYPES:
-            w, h = int(rng.integers(180, 620)), int(rng.integers(180, 620))
-            x, y = int(rng.integers(0, 1000 - w)), int(rng.integers(0, 1000 - h))
-            x1, y1, x2, y2 = to_pixels((x, y, x + w, y + h), width, height)
+            x1, y1, x2, y2 = to_pixels(random_box(rng), width, height)
             for severity in ("Slight", "Severe"):
                 img = base.copy()
                 apply_distortion(img, name, severity, (x1, y1, x2, y2), np.random.default_rng([seed, i, 1]))

@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from vida_eval.data.distortions import apply_distortion
 from vida_eval.data.sizes import SIZE_CHOICES, draw_size, parse_sizes
-from vida_eval.data.synth import make_scene, to_pixels
+from vida_eval.data.synth import make_scene, random_box, to_pixels
 from vida_eval.models.tiny import PATCH_INITS, PRESETS, build_tiny_model
 from vida_eval.vocab import DISTORTION_TYPES, SEVERITIES
 
@@ -38,10 +38,9 @@ def scenes(name: str, n: int, sizes, seed: int) -> tuple[list[np.ndarray], np.nd
         width, height = draw_size(rng, sizes)
         image = make_scene(rng, width, height, "photos").image
         if i % 2:
-            w, h = int(rng.integers(180, 620)), int(rng.integers(180, 620))
-            x, y = int(rng.integers(0, 1000 - w)), int(rng.integers(0, 1000 - h))
+            box = random_box(rng)
             severity = SEVERITIES[int(rng.integers(0, 3))]
-            apply_distortion(image, name, severity, to_pixels((x, y, x + w, y + h), width, height), rng)
+            apply_distortion(image, name, severity, to_pixels(box, width, height), rng)
         images.append(image)
         labels.append(i % 2)
     return images, np.array(labels, dtype=np.float32)
@@ -63,14 +62,12 @@ class Probe:
         torch.set_num_threads(threads)
         model = AutoModelForImageTextToText.from_pretrained(model_dir, dtype=torch.float32)
         self.tower = next(m for name, m in model.named_modules() if name.endswith("visual"))
-        width = self.tower.merger.mlp[-1].out_features if hasattr(self.tower, "merger") else model.config.hidden_size
-        self.head = torch.nn.Linear(2 * width, 1)
+        self.head = torch.nn.Linear(2 * model.config.vision_config.hidden_size, 1)  # the merged tokens' width
 
     def logit(self, pixel_values, grid_thw):
         import torch
 
-        out = self.tower(pixel_values, grid_thw=grid_thw)
-        tokens = out.pooler_output if hasattr(out, "pooler_output") else out
+        tokens = self.tower(pixel_values, grid_thw=grid_thw).pooler_output
         return self.head(torch.cat([tokens.mean(0), tokens.max(0).values]))[0]
 
     def parameters(self):

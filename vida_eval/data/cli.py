@@ -211,7 +211,7 @@ def register(sub) -> None:
                          "gradients with shapes (the earlier scenes)")
     sp.add_argument("--questions-per-image", type=non_negative_int, default=0,
                     help="at least this many training records per image (the real release: 45); beyond one round "
-                         "of the nine subsets (about 13), region-perception and multiple-choice questions in turn")
+                         "of the nine subsets (about 13), multiple-choice and region-perception questions (--choice-share)")
     sp.add_argument("--choice-share", type=share, default=0.5,
                     help="of the questions beyond one round, the share that are multiple-choice (the rest "
                          "region-perception; default 0.5)")

@@ -171,6 +171,13 @@ class DistortionMix:
 ALL_TYPES = DistortionMix()
 
 
+def random_box(rng: np.random.Generator, low: int = 180, high: int = 620) -> list[int]:
+    """A 0..1000 box inside the image, width and height drawn in [low, high): by default a local distortion's box."""
+    w, h = int(rng.integers(low, high)), int(rng.integers(low, high))
+    x, y = int(rng.integers(0, 1000 - w)), int(rng.integers(0, 1000 - h))
+    return [x, y, x + w, y + h]
+
+
 def random_distortions(rng: np.random.Generator, mix: DistortionMix = ALL_TYPES) -> list[dict]:
     """0-3 distinct distortions (at most mix.most, of mix.types) with severities and 0..1000 boxes; the first
     type repeats in a second box with probability mix.repeat."""
@@ -184,9 +191,7 @@ def random_distortions(rng: np.random.Generator, mix: DistortionMix = ALL_TYPES)
         if rng.random() < mix.global_share and k < n:
             coords = [0, 0, 999, 999]
         else:
-            w, h = int(rng.integers(180, 620)), int(rng.integers(180, 620))
-            x, y = int(rng.integers(0, 1000 - w)), int(rng.integers(0, 1000 - h))
-            coords = [x, y, x + w, y + h]
+            coords = random_box(rng)
         out.append({"distortion": t, "severity": SEVERITIES[int(rng.integers(0, 3))],
                     "coordinates": coords})
     return out
@@ -455,9 +460,7 @@ def bench_regions(rng: np.random.Generator, distortions: list[dict]) -> list[lis
 
 
 def random_region(rng: np.random.Generator) -> list[int]:
-    w, h = int(rng.integers(200, 600)), int(rng.integers(200, 600))
-    x, y = int(rng.integers(0, 1000 - w)), int(rng.integers(0, 1000 - h))
-    return [x, y, x + w, y + h]
+    return random_box(rng, 200, 600)
 
 
 def write_jsonl(path: Path, records: list[dict]) -> None:

@@ -191,7 +191,7 @@ def frequency_patch_weights(embed_dim: int, channels: int, frames: int, patch: i
     if channels == 3:
         directions |= {"red-green": [1.0, -1.0, 0.0], "blue-yellow": [1.0, 1.0, -2.0]}
     opponent = embed_dim // 8 if channels == 3 else 0
-    plan = [(name, f) for name in ("red-green", "blue-yellow") if name in directions for f in freqs[:opponent]]
+    plan = [(name, f) for name in ("red-green", "blue-yellow") for f in freqs[:opponent]]
     plan += [("luma", f) for f in freqs[:embed_dim - len(plan)]]
     for k, (name, (u, v)) in enumerate(plan):
         colour = torch.tensor(directions[name], dtype=torch.float64)
