@@ -25,7 +25,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from vida_eval.data.distortions import apply_distortion
 from vida_eval.data.sizes import SIZE_CHOICES, draw_size, parse_sizes
-from vida_eval.data.synth import make_scene, random_box, to_pixels
+from vida_eval.data.synth import make_scene, to_pixels
+from vida_eval.data.synth_truth import random_box
 from vida_eval.models.tiny import PATCH_INITS, PRESETS, build_tiny_model
 from vida_eval.vocab import DISTORTION_TYPES, SEVERITIES
 

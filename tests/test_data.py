@@ -9,7 +9,8 @@ from vida_eval import prompts
 from vida_eval.cli import main
 from vida_eval.data.layout import TRAIN_SUBSETS, Release
 from vida_eval.data.readers import ReadError, iter_json_array
-from vida_eval.data.synth import description_answer, detection_answer, region_answer, synthesize
+from vida_eval.data.synth import synthesize
+from vida_eval.data.synth_texts import describe_content, description_answer, detection_answer, region_answer
 
 
 def digest(folder: Path) -> dict:
@@ -92,11 +93,8 @@ def oracle_predictions(release: Path, bench_gt: Path | None = None) -> dict[str,
         [d for d in reg_gt[q["id"]]["distortions"] if d["distortion"] != "No distortion"]) + "<|im_end|>")
         for q in reg_q]
 
-    class Scene:
-        objects = [("a shape", (0, 0, 1, 1))]
-        background = "a background"
-
-    description = [dict(b, pred_ans=description_answer(Scene, meta[b["image"]]["distortions"],
+    content = describe_content([("a shape", (0, 0, 1, 1))], "a background")
+    description = [dict(b, pred_ans=description_answer(content, meta[b["image"]]["distortions"],
                                                        meta[b["image"]]["level"]) + "<|im_end|>") for b in bench]
     return {"perception": perception, "detection": detection, "region": region, "description": description}
 
@@ -278,7 +276,7 @@ def test_synth_without_photos_says_what_to_install(tmp_path, monkeypatch, capsys
 def test_synth_asks_as_many_questions_per_image_as_asked(tmp_path):
     from collections import Counter
 
-    from vida_eval.data.synth import region_truth
+    from vida_eval.data.synth_texts import region_truth
 
     root = tmp_path / "r"
     assert main(["data", "synth", str(root), "--images", "6", "--bench-images", "2", "--seed", "4",

@@ -17,7 +17,8 @@ def _bar(total, desc):
 
 def cmd_synth(args) -> int:
     from .sizes import parse_sizes
-    from .synth import DistortionMix, synthesize
+    from .synth import synthesize
+    from .synth_truth import DistortionMix
 
     bench = args.bench_images if args.bench_images is not None else max(4, args.images // 4)
     try:

@@ -1,18 +1,9 @@
 """Synthetic mini-ViDA: photographic (or procedural) scenes with real distortions in known boxes.
 
 Every file of the release layout is written in the real schema, so the same
-loader, trainer, inference and scorer run on it as on the real data.
-
-Ground-truth rules (deterministic for a seed):
-
-- area(d) is the fraction of the image covered by distortion d's box; the
-  union of all boxes (shapely) gives the distorted fraction U.
-- significance_score(d) = round(area(d) * level(d), 4) with level Slight 1,
-  Moderate 2, Severe 3; the key distortions are those of maximal score.
-- MOS = clip(4.8 - sum_d 0.45 * level(d) * (0.4 + 0.6 * area(d)) - 0.3 * U, 1, 5),
-  rounded to 3 decimals; quality level by MOS: < 1.8 bad, < 2.6 poor,
-  < 3.4 fair, < 4.2 good, else excellent.
-- A distortion is global when its box covers at least 90% of the image.
+loader, trainer, inference and scorer run on it as on the real data. The
+ground-truth rules (areas, significance, MOS and level) live in
+``synth_truth``; the questions and answers about an image in ``synth_texts``.
 """
 
 from __future__ import annotations
@@ -28,59 +19,47 @@ from .. import prompts
 from ..files import write_json
 from ..models.boxes import box_text
 from ..parsing import REF_END, REF_START
-from ..vocab import DISTORTION_TYPES, QUALITY_LEVELS, SEVERITIES
-from .distortions import SEVERITY_LEVEL, apply_distortion
+from .distortions import apply_distortion
 from .layout import BENCH_GT, SUBTASK_FOLDERS, TRAIN_SUBSETS
 from .photos import photo_scene
 from .sizes import SMALL_SIZES, draw_size, sizes_in_order
+from .synth_texts import (
+    EFFECTS,
+    brief_answer,
+    describe_content,
+    description_answer,
+    detection_answer,
+    grounded,
+    mcq_items,
+    region_answer,
+    region_question,
+    region_truth,
+    zone,
+)
+from .synth_truth import (
+    ALL_TYPES,
+    DistortionMix,
+    annotate,
+    key_distortions,
+    public,
+    quality_of,
+    random_box,
+    random_distortions,
+)
 
 COLORS = {
     "red": (200, 40, 40), "green": (40, 160, 60), "blue": (40, 70, 200), "yellow": (230, 210, 40),
     "purple": (130, 50, 160), "orange": (240, 140, 30), "grey": (128, 128, 128), "white": (240, 240, 240),
     "black": (20, 20, 20), "teal": (30, 150, 150),
 }
-EFFECTS = {
-    "Low clarity": "fine details are soft and hard to discern",
-    "Out of focus blur": "edges are smeared and the region looks out of focus",
-    "Motion blur": "shapes are streaked along one direction",
-    "Noise": "grainy speckles cover the surfaces",
-    "Blocking artifacts": "visible square blocks break up smooth areas",
-    "Overexposure": "highlights are washed out and detail is lost in bright areas",
-    "Underexposure": "the region is too dark and shadow detail is lost",
-    "Edge aliasing effect": "edges look jagged and stair-stepped",
-    "Edge ringing effect": "halos appear along the edges",
-    "Meaningless solid color": "a flat patch of color hides the content",
-}
-GLOBAL_FRACTION = 0.9
 
 
 # ------------------------------------------------------------------ geometry
-
-def zone(coords) -> str:
-    """Where a 0..1000 box sits: 'the upper-left area', ..., or 'the whole image'."""
-    x1, y1, x2, y2 = coords
-    if (x2 - x1) * (y2 - y1) >= GLOBAL_FRACTION * 1e6:
-        return "the whole image"
-    cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
-    v = "upper" if cy < 333 else ("lower" if cy > 666 else "middle")
-    h = "left" if cx < 333 else ("right" if cx > 666 else "center")
-    if v == "middle" and h == "center":
-        return "the center area"
-    return f"the {v}-{h} area" if v != "middle" else f"the middle-{h} area"
-
-
-ZONES = [f"the {v}-{h} area" for v in ("upper", "middle", "lower") for h in ("left", "center", "right")
-         if not (v == "middle" and h == "center")] + ["the center area", "the whole image"]
 
 
 def to_pixels(coords, width, height):
     x1, y1, x2, y2 = coords
     return (round(x1 * width / 1000), round(y1 * height / 1000), round(x2 * width / 1000), round(y2 * height / 1000))
-
-
-def grounded(severity: str, name: str, coords, capital=False) -> str:
-    label = f"{severity} {name.lower()}" if capital else f"{severity.lower()} {name.lower()}"
-    return f"{REF_START}{label}{REF_END}{box_text(coords)}"
 
 
 # ------------------------------------------------------------------ scenes
@@ -144,201 +123,6 @@ def make_scene(rng: np.random.Generator, width: int, height: int, kind: str = "p
     return Scene(image, objects)
 
 
-# ------------------------------------------------------------ annotations
-
-@dataclass(frozen=True)
-class DistortionMix:
-    """Which distortion types a release draws, how many distinct ones an image has at most, and how often its
-    first type appears in a second box (the default: all ten, 0-3, one image in five)."""
-
-    types: tuple[str, ...] = tuple(DISTORTION_TYPES)
-    most: int = 3
-    repeat: float = 0.2
-    global_share: float = 0.2  # of the distinct types' boxes, the share that covers the whole image
-
-    def __post_init__(self):
-        unknown = [t for t in self.types if t not in DISTORTION_TYPES]
-        if unknown or not self.types:
-            raise ValueError(f"unknown distortion types {unknown}; choose from: {', '.join(DISTORTION_TYPES)}"
-                             if unknown else "no distortion type given")
-        if not 0 <= self.most <= 3:
-            raise ValueError(f"at most {self.most} distortions per image: choose 0..3")
-        for name in ("repeat", "global_share"):
-            if not 0 <= getattr(self, name) <= 1:
-                raise ValueError(f"{name} {getattr(self, name)}: choose a share in 0..1")
-
-
-ALL_TYPES = DistortionMix()
-
-
-def random_box(rng: np.random.Generator, low: int = 180, high: int = 620) -> list[int]:
-    """A 0..1000 box inside the image, width and height drawn in [low, high): by default a local distortion's box."""
-    w, h = int(rng.integers(low, high)), int(rng.integers(low, high))
-    x, y = int(rng.integers(0, 1000 - w)), int(rng.integers(0, 1000 - h))
-    return [x, y, x + w, y + h]
-
-
-def random_distortions(rng: np.random.Generator, mix: DistortionMix = ALL_TYPES) -> list[dict]:
-    """0-3 distinct distortions (at most mix.most, of mix.types) with severities and 0..1000 boxes; the first
-    type repeats in a second box with probability mix.repeat."""
-    n = min(int(rng.choice([0, 1, 1, 2, 2, 3])), mix.most, len(mix.types))
-    types = [mix.types[t] for t in rng.choice(len(mix.types), n, replace=False)]
-    if n and rng.random() < mix.repeat:
-        types.append(types[0])
-    out = []
-    for k, t in enumerate(types):
-        # A repeated type always gets a local box, so no two boxes of a type coincide.
-        if rng.random() < mix.global_share and k < n:
-            coords = [0, 0, 999, 999]
-        else:
-            coords = random_box(rng)
-        out.append({"distortion": t, "severity": SEVERITIES[int(rng.integers(0, 3))],
-                    "coordinates": coords})
-    return out
-
-
-def quality_of(distortions: list[dict]) -> tuple[float, str]:
-    """MOS and level from the distortions (see the module docstring)."""
-    from shapely.geometry import box as shapely_box
-    from shapely.ops import unary_union
-
-    penalty = 0.0
-    for d in distortions:
-        penalty += 0.45 * SEVERITY_LEVEL[d["severity"]] * (0.4 + 0.6 * d["area"])
-    union = unary_union([shapely_box(*d["coordinates"]) for d in distortions]).area / 1e6 if distortions else 0.0
-    mos = round(min(5.0, max(1.0, 4.8 - penalty - 0.3 * union)), 3)
-    level = QUALITY_LEVELS[sum(mos >= t for t in (1.8, 2.6, 3.4, 4.2))]
-    return mos, level
-
-
-def annotate(distortions: list[dict]) -> list[dict]:
-    """Add area (shapely) and significance_score to each distortion."""
-    from shapely.geometry import box as shapely_box
-
-    for d in distortions:
-        d["area"] = shapely_box(*d["coordinates"]).area / 1e6
-        d["significance_score"] = round(d["area"] * SEVERITY_LEVEL[d["severity"]], 4)
-    return distortions
-
-
-def key_distortions(distortions: list[dict]) -> list[dict]:
-    if not distortions:
-        return []
-    top = max(d["significance_score"] for d in distortions)
-    return [d for d in distortions if d["significance_score"] == top]
-
-
-def public(d: dict) -> dict:
-    return {k: d[k] for k in ("distortion", "severity", "coordinates", "significance_score")}
-
-
-# ------------------------------------------------------------------ texts
-
-def detection_answer(distortions: list[dict]) -> str:
-    """Blocks 'Type:' + severity references + boxes, types in first-appearance order."""
-    if not distortions:
-        return "There is no distortion in the image."
-    lines = []
-    for t in dict.fromkeys(d["distortion"] for d in distortions):
-        lines.append(f"{t}:")
-        for sev in dict.fromkeys(d["severity"] for d in distortions if d["distortion"] == t):
-            boxes = "".join(box_text(d["coordinates"]) for d in distortions if d["distortion"] == t and d["severity"] == sev)
-            lines.append(f"{REF_START}{sev} {t.lower()}{REF_END}{boxes}")
-    return "\n".join(lines)
-
-
-def region_truth(distortions: list[dict], region) -> list[dict]:
-    """Distortions inside a question region: each clipped to the region (at least 30% of it inside)."""
-    out = []
-    rx1, ry1, rx2, ry2 = region
-    for d in distortions:
-        x1, y1, x2, y2 = d["coordinates"]
-        ix1, iy1, ix2, iy2 = max(x1, rx1), max(y1, ry1), min(x2, rx2), min(y2, ry2)
-        if ix2 <= ix1 or iy2 <= iy1:
-            continue
-        if (ix2 - ix1) * (iy2 - iy1) < 0.3 * (x2 - x1) * (y2 - y1):
-            continue
-        out.append({"distortion": d["distortion"], "severity": d["severity"], "coordinates": [ix1, iy1, ix2, iy2]})
-    return out
-
-
-def region_answer(truth: list[dict]) -> str:
-    if not truth:
-        return "No distortion affects this region."
-    return "\n".join(f"{d['distortion']}: {REF_START}{d['severity']} {d['distortion'].lower()}{REF_END}"
-                     f"{box_text(d['coordinates'])}" for d in truth)
-
-
-def region_question(region) -> str:
-    return f"What distortion affects this region {box_text(region)}?"
-
-
-def describe_content(scene: Scene) -> str:
-    parts = [o for o, _ in scene.objects[:4]]
-    listing = ", ".join(parts[:-1]) + f" and {parts[-1]}" if len(parts) > 1 else parts[0]
-    return f"The image shows {listing} over {scene.background}." if scene.background else \
-        f"The image shows {listing}."
-
-
-def description_answer(scene: Scene, distortions: list[dict], level: str) -> str:
-    """The four-step assessment: content, grounded distortions, key distortions, conclusion."""
-    lines = [describe_content(scene)]
-    if distortions:
-        for d in distortions:
-            lines.append(f"There is one {grounded(d['severity'], d['distortion'], d['coordinates'])} affecting "
-                         f"{zone(d['coordinates'])}, where {EFFECTS[d['distortion']]}.")
-        keys = key_distortions(distortions)
-        refs = " and the ".join(grounded(d["severity"], d["distortion"], d["coordinates"]) for d in keys)
-        verb = "is the key distortion" if len(keys) == 1 else "are the key distortions"
-        lines.append(f"The {refs} {verb} for the overall quality, since it covers a large or important part of the "
-                     f"image. Sharpness, clarity and detail are reduced where it appears.")
-    else:
-        lines.append("There is no distortion in the image; the content is clearly visible, with crisp edges, "
-                     "even lighting and clean textures.")
-        lines.append("No key distortion lowers the quality. Sharpness, clarity and detail are well preserved.")
-    lines.append(f"Thus, the quality of the image is {level}.")
-    return "\n".join(lines)
-
-
-def brief_answer(distortions: list[dict], level: str) -> str:
-    if not distortions:
-        return f"The image has no visible distortion. Thus, the quality of the image is {level}."
-    refs = ", ".join(grounded(d["severity"], d["distortion"], d["coordinates"]) for d in distortions)
-    return f"The image has {refs}. Thus, the quality of the image is {level}."
-
-
-def mcq_items(rng: np.random.Generator, distortions: list[dict]) -> list[dict]:
-    """Questions over the four concerns with four text candidates and the correct one."""
-    items = []
-    present = list(dict.fromkeys(d["distortion"] for d in distortions))
-    absent = [t for t in DISTORTION_TYPES if t not in present]
-
-    def add(concern, question, correct, others):
-        others = [o for o in dict.fromkeys(others) if o != correct]
-        picks = [others[i] for i in rng.choice(len(others), 3, replace=False)]
-        cands = [correct, *picks]
-        order = rng.permutation(4)
-        items.append({"concern": concern, "question": question, "candidates": [cands[i] for i in order],
-                      "correct_ans": correct})
-
-    if distortions:
-        d = distortions[int(rng.integers(len(distortions)))]
-        add("type", "Which type of distortion appears in the image?", d["distortion"], absent)
-        if present.count(d["distortion"]) == 1 and sum(x["distortion"] == d["distortion"] for x in distortions) == 1:
-            add("severity", f"How severe is the {d['distortion'].lower()} in the image?", d["severity"],
-                [s for s in SEVERITIES if s != d["severity"]] + ["Not present"])
-            where = zone(d["coordinates"])
-            add("position", f"Where is the {d['distortion'].lower()} located in the image?", where,
-                [z for z in ZONES if z != where])
-        keys = key_distortions(distortions)
-        if len(present) >= 2 and len({k["distortion"] for k in keys}) == 1:
-            add("significance", "Which distortion has the most significant impact on the image quality?",
-                keys[0]["distortion"], [p for p in present if p != keys[0]["distortion"]] + absent)
-    else:
-        add("type", "Which of the following describes the distortion in the image?", "No distortion", absent)
-    return items
-
-
 # ----------------------------------------------------------------- writing
 
 def conversation(image: str, user: str, answer: str, system: str | None = None, rid: str = "") -> dict:
@@ -399,7 +183,8 @@ def train_records(sample: Sample, rng: np.random.Generator, questions: int = 0,
     n, ds = sample.name, sample.distortions
     stem = n.rsplit(".", 1)[0]
     out: dict[str, list[dict]] = {k: [] for k in TRAIN_SUBSETS}
-    out["vida_d_assess"].append(conversation(n, prompts.DESCRIPTION_USER, description_answer(sample.scene, ds, sample.level),
+    content = describe_content(sample.scene.objects, sample.scene.background)
+    out["vida_d_assess"].append(conversation(n, prompts.DESCRIPTION_USER, description_answer(content, ds, sample.level),
                                              prompts.DESCRIPTION_SYSTEM, f"{stem}_assess"))
     out["vida_d_brief_assess"].append(conversation(n, "Briefly evaluate the image quality and give your reasons.",
                                                    brief_answer(ds, sample.level), rid=f"{stem}_brief"))
