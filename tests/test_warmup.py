@@ -81,3 +81,7 @@ def test_tiny_warmup_command(workspace, tmp_path, capsys):
     assert main(["tiny-warmup", str(workspace / "models" / "tiny-qwen2vl"), "--release", str(tmp_path),
                  "--out", str(tmp_path / "none")]) == 2
     assert "no training metadata" in capsys.readouterr().err
+    assert main(["tiny-warmup", str(workspace / "models" / "tiny-qwen2vl"), "--release", str(workspace / "release"),
+                 "--out", str(tmp_path / "none"), "--held-out", "1"]) == 2
+    assert "keep a share below 1" in capsys.readouterr().err
+    assert not (tmp_path / "none").exists()

@@ -219,9 +219,9 @@ def register(sub) -> None:
     sp.add_argument("--types", help="comma-separated distortion types to draw (default: all ten)")
     sp.add_argument("--most-distortions", type=int, default=3, help="distinct distortion types per image, at most "
                                                                       "(0..3, default 3)")
-    sp.add_argument("--repeat-share", type=float, default=0.2,
+    sp.add_argument("--repeat-share", type=share, default=0.2,
                     help="share of distorted images whose first type also fills a second box (default 0.2)")
-    sp.add_argument("--global-share", type=float, default=0.2,
+    sp.add_argument("--global-share", type=share, default=0.2,
                     help="share of the distortions that cover the whole image (default 0.2)")
     sp.set_defaults(func=cmd_synth)
 

@@ -205,7 +205,8 @@ def warm_up(model_dir: Path, release: Path, out: Path, args: WarmupArgs = Warmup
 
 
 def register(sub) -> None:
-    from ..cli_args import existing_dir, positive_int
+    from ..cli_args import existing_dir, positive_int, share
+    from ..records import InputError
 
     sp = sub.add_parser("tiny-warmup", help="train a tiny model's vision tower on the boxes of a synthetic "
                                             "release's training images (a target per merged token and type)")
@@ -215,12 +216,14 @@ def register(sub) -> None:
     sp.add_argument("--steps", type=positive_int, default=WarmupArgs.steps)
     sp.add_argument("--batch", type=positive_int, default=WarmupArgs.batch, help="images per step")
     sp.add_argument("--lr", type=float, default=WarmupArgs.lr)
-    sp.add_argument("--held-out", type=float, default=WarmupArgs.held_out,
+    sp.add_argument("--held-out", type=share, default=WarmupArgs.held_out,
                     help="share of the images kept out of training for the per-type AUC")
     sp.add_argument("--seed", type=int, default=WarmupArgs.seed)
     sp.add_argument("--workers", type=positive_int, default=WarmupArgs.workers, help="image-encoding processes")
 
     def run(args) -> int:
+        if args.held_out >= 1:
+            raise InputError(f"--held-out {args.held_out}: keep a share below 1 of the images for training")
         wargs = WarmupArgs(steps=args.steps, batch=args.batch, lr=args.lr, held_out=args.held_out, seed=args.seed,
                            workers=args.workers)
         report = warm_up(Path(args.model), Path(args.release), args.out, wargs)
