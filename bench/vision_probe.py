@@ -28,6 +28,7 @@ from vida_eval.data.sizes import SIZE_CHOICES, draw_size, parse_sizes
 from vida_eval.data.synth import make_scene, to_pixels
 from vida_eval.data.synth_truth import random_box
 from vida_eval.models.tiny import PATCH_INITS, PRESETS, build_tiny_model
+from vida_eval.models.warmup import vision_tower
 from vida_eval.vocab import DISTORTION_TYPES, SEVERITIES
 
 
@@ -62,7 +63,7 @@ class Probe:
 
         torch.set_num_threads(threads)
         model = AutoModelForImageTextToText.from_pretrained(model_dir, dtype=torch.float32)
-        self.tower = next(m for name, m in model.named_modules() if name.endswith("visual"))
+        self.tower = vision_tower(model)
         self.head = torch.nn.Linear(2 * model.config.vision_config.hidden_size, 1)  # the merged tokens' width
 
     def logit(self, pixel_values, grid_thw):

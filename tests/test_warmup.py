@@ -16,14 +16,14 @@ def test_token_targets_follow_the_boxes_and_the_severity():
     boxes = [{"distortion": "Noise", "severity": "Slight", "coordinates": [0, 0, 500, 1000]},
              {"distortion": "Noise", "severity": "Severe", "coordinates": [0, 0, 1000, 250]},
              {"distortion": "Overexposure", "severity": "Moderate", "coordinates": [500, 500, 1000, 1000]}]
-    t = token_targets([1, 8, 12], boxes).reshape(4, 6, len(DISTORTION_TYPES))
+    t = token_targets([1, 8, 12], boxes, 2).reshape(4, 6, len(DISTORTION_TYPES))
     noise, over = DISTORTION_TYPES.index("Noise"), DISTORTION_TYPES.index("Overexposure")
     assert np.allclose(t[0, :, noise], 1.0)                    # the severe box wins where both hold the token
     assert np.allclose(t[1:, :3, noise], 1 / 3) and np.allclose(t[1:, 3:, noise], 0)
     assert np.allclose(t[2:, 3:, over], 2 / 3) and np.allclose(t[:2, :, over], 0) and np.allclose(t[:, :3, over], 0)
     others = [k for k in range(len(DISTORTION_TYPES)) if k not in (noise, over)]
     assert not t[..., others].any()
-    assert not token_targets([1, 8, 12], []).any()
+    assert not token_targets([1, 8, 12], [], 2).any()
 
 
 def test_roc_auc():

@@ -45,7 +45,7 @@ class WarmupArgs:
     workers: int = min(8, os.cpu_count() or 1)
 
 
-def token_targets(grid_thw, distortions: list[dict], merge: int = 2) -> np.ndarray:
+def token_targets(grid_thw, distortions: list[dict], merge: int) -> np.ndarray:
     """(tokens, types) targets of one image: see the module docstring. Tokens are the merged ones, in the
     processor's raster order over the (rows / merge) x (columns / merge) grid of patches; boxes are 0..1000."""
     _, gh, gw = (int(v) for v in grid_thw)
@@ -95,7 +95,8 @@ def _encode(job):
     with Image.open(path) as im:
         out = processor(images=[im.convert("RGB")], return_tensors="pt")
     grid = out["image_grid_thw"][0]
-    return out["pixel_values"].to(torch.bfloat16), grid, torch.from_numpy(token_targets(grid, distortions))
+    targets = token_targets(grid, distortions, processor.merge_size)
+    return out["pixel_values"].to(torch.bfloat16), grid, torch.from_numpy(targets)
 
 
 _encode.cache = {}
@@ -112,18 +113,26 @@ def roc_auc(scores: np.ndarray, positive: np.ndarray) -> float:
     return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
+def _is_weights(path: Path) -> bool:
+    return path.name.startswith("model") and ".safetensors" in path.name
+
+
+def vision_tower(model):
+    """The vision tower (with its merger) of a loaded image-text model of any family."""
+    return next(m for name, m in model.named_modules() if name.endswith("visual"))
+
+
 def write_weights(model, model_dir: Path, out: Path) -> None:
     """*model*'s weights into *out*, beside *model_dir*'s other files as they are (config, tokenizer, processor)."""
     staging = out.with_name(out.name + ".partial")
     shutil.rmtree(staging, ignore_errors=True)
     model.save_pretrained(staging, safe_serialization=True)
-    weights = [f for f in staging.iterdir() if f.name.startswith("model") and ".safetensors" in f.name]
-    for f in model_dir.iterdir():
-        if f.is_file() and not (f.name.startswith("model") and ".safetensors" in f.name):
-            shutil.copy2(f, staging / f.name)
     for f in staging.iterdir():
-        if f not in weights and not (model_dir / f.name).exists():
+        if not _is_weights(f):
             f.unlink()
+    for f in model_dir.iterdir():
+        if f.is_file() and not _is_weights(f):
+            shutil.copy2(f, staging / f.name)
     if out.exists():
         shutil.rmtree(out)
     staging.rename(out)
@@ -155,7 +164,7 @@ def warm_up(model_dir: Path, release: Path, out: Path, args: WarmupArgs = Warmup
     device = "cuda" if torch.cuda.is_available() else "cpu"
     torch.manual_seed(args.seed)
     model = AutoModelForImageTextToText.from_pretrained(model_dir, dtype=torch.float32)
-    tower = next(m for name, m in model.named_modules() if name.endswith("visual")).to(device)
+    tower = vision_tower(model).to(device)
     head = torch.nn.Linear(model.config.vision_config.hidden_size, len(DISTORTION_TYPES)).to(device)
     params = [*tower.parameters(), *head.parameters()]
     opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.05)
