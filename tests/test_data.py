@@ -53,6 +53,18 @@ def test_synth_is_deterministic(tmp_path):
     assert digest(tmp_path / "a") != digest(tmp_path / "c")
 
 
+def test_synth_writes_the_same_release_with_any_number_of_workers(tmp_path):
+    # Extra questions and exact sizes too: every per-image draw and every running id must survive the split.
+    from vida_eval.data.sizes import VIDA_BENCH_SIZES
+
+    sizes = {size: 1 for size in sorted(VIDA_BENCH_SIZES, key=lambda wh: wh[0] * wh[1])[:5]}
+    for name, workers in (("one", 1), ("three", 3)):
+        synthesize(tmp_path / name, images=7, bench_images=5, seed=12, sizes=sizes, questions=20, choice_share=0.7,
+                   workers=workers)
+    assert digest(tmp_path / "one") == digest(tmp_path / "three")
+    assert len(list((tmp_path / "three" / "val" / "images").iterdir())) == 5
+
+
 def test_distortions_change_pixels_only_inside_their_box():
     import numpy as np
 

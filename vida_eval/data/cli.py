@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from pathlib import Path
@@ -35,7 +36,7 @@ def cmd_synth(args) -> int:
     with _bar(args.images + bench, "synthesizing") as bar:
         synthesize(args.out, images=args.images, bench_images=bench, seed=args.seed, progress=bar.update,
                    sizes=sizes, train_sizes=train_sizes, scenes=args.scenes, questions=args.questions_per_image,
-                   mix=mix, choice_share=args.choice_share)
+                   mix=mix, choice_share=args.choice_share, workers=args.workers)
     print(f"synthetic ViDA release ({args.images} train + {bench} bench images, seed {args.seed}, sizes "
           f"{args.sizes}, {args.scenes}, at least {args.questions_per_image} questions per training image) in {args.out} ({time.perf_counter() - start:.1f} s)")
     return 0
@@ -223,6 +224,9 @@ def register(sub) -> None:
                     help="share of distorted images whose first type also fills a second box (default 0.2)")
     sp.add_argument("--global-share", type=share, default=0.2,
                     help="share of the distortions that cover the whole image (default 0.2)")
+    sp.add_argument("--workers", type=positive_int, default=min(8, os.cpu_count() or 1),
+                    help="processes drawing images (default: the CPU count, at most 8); any count writes the same "
+                         "release")
     sp.set_defaults(func=cmd_synth)
 
     sp = dsub.add_parser("check", help="validate a ViDA release without writing anything")

@@ -206,9 +206,7 @@ def train_records(sample: Sample, rng: np.random.Generator, questions: int = 0,
                                                          region_answer(region_truth(ds, region)),
                                                          prompts.GROUNDING_SYSTEM, f"{stem}_reg{k}"))
     for k, q in enumerate(mcq_items(rng, ds)):
-        letter = prompts.OPTION_LETTERS[q["candidates"].index(q["correct_ans"])]
-        out["vida_p_mcq"].append(conversation(n, prompts.perception_question(q["question"], q["candidates"]),
-                                              f"{letter}.", rid=f"{stem}_mcq{k}"))
+        out["vida_p_mcq"].append(mcq_record(n, q, f"{stem}_mcq{k}"))
     keys = key_distortions(ds)
     qa = (f"The most significant distortion is {keys[0]['severity'].lower()} {keys[0]['distortion'].lower()} "
           f"in {zone(keys[0]['coordinates'])}." if keys else "There is no obvious distortion in the image.")
@@ -227,10 +225,15 @@ def train_records(sample: Sample, rng: np.random.Generator, questions: int = 0,
         else:
             items = mcq_items(rng, ds)
             q = items[int(rng.integers(len(items)))]
-            letter = prompts.OPTION_LETTERS[q["candidates"].index(q["correct_ans"])]
-            out["vida_p_mcq"].append(conversation(n, prompts.perception_question(q["question"], q["candidates"]),
-                                                  f"{letter}.", rid=f"{stem}_mcq{len(out['vida_p_mcq'])}"))
+            out["vida_p_mcq"].append(mcq_record(n, q, f"{stem}_mcq{len(out['vida_p_mcq'])}"))
     return out
+
+
+def mcq_record(image: str, item: dict, rid: str) -> dict:
+    """A multiple-choice training record: the question with its lettered candidates, answered by the letter."""
+    letter = prompts.OPTION_LETTERS[item["candidates"].index(item["correct_ans"])]
+    return conversation(image, prompts.perception_question(item["question"], item["candidates"]), f"{letter}.",
+                        rid=rid)
 
 
 def bench_regions(rng: np.random.Generator, distortions: list[dict]) -> list[list[int]]:
@@ -256,7 +259,8 @@ def write_jsonl(path: Path, records: list[dict]) -> None:
 
 def synthesize(out: str | Path, images: int = 200, bench_images: int | None = None, seed: int = 0,
                progress=None, sizes=SMALL_SIZES, train_sizes=None, scenes: str = "photos",
-               questions: int = 0, mix: DistortionMix = ALL_TYPES, choice_share: float = 0.5) -> Path:
+               questions: int = 0, mix: DistortionMix = ALL_TYPES, choice_share: float = 0.5,
+               workers: int = 1) -> Path:
     """Write a complete synthetic ViDA release under *out*; returns *out*. Its images are *scenes* (SCENE_KINDS);
     each training image has at least *questions* records (``train_records``: *choice_share* of those beyond one
     round are multiple-choice) and distortions drawn from *mix*.
@@ -264,6 +268,9 @@ def synthesize(out: str | Path, images: int = 200, bench_images: int | None = No
     *sizes* (bench) and *train_sizes* (training, default *sizes*) are lists of (width, height) drawn uniformly,
     or size -> count tables (``sizes.VIDA_BENCH_SIZES``) drawn by weight; a split with as many images as its
     table counts takes every size exactly that often, in a seeded order.
+
+    Every image draws from its own seeded generators, so *workers* processes write the same release byte for
+    byte as one.
     """
     out = Path(out)
     bench_images = bench_images if bench_images is not None else max(4, images // 4)
@@ -273,16 +280,12 @@ def synthesize(out: str | Path, images: int = 200, bench_images: int | None = No
     subsets: dict[str, list[dict]] = {k: [] for k in TRAIN_SUBSETS}
     metadata = []
     train_sizes = train_sizes or sizes
-    for i, size in enumerate(exact_sizes(seed, images, train_sizes, 5)):
-        s = make_sample(seed, i, "train", train_sizes, size, scenes, mix)
-        save_image(s, train_dir)
-        rng = np.random.default_rng([seed, i, 2])
-        for k, recs in train_records(s, rng, questions, choice_share).items():
+    jobs = [(seed, i, size, train_sizes, scenes, mix, questions, choice_share, train_dir)
+            for i, size in enumerate(exact_sizes(seed, images, train_sizes, 5))]
+    for records, meta in in_order(train_item, jobs, workers, progress):
+        for k, recs in records.items():
             subsets[k].extend(recs)
-        metadata.append({"image": s.name, "width": s.width, "height": s.height, "mos": s.mos, "level": s.level,
-                         "distortions": [public(d) for d in s.distortions]})
-        if progress:
-            progress(1)
+        metadata.append(meta)
     qwen2 = out / "train" / "ViDA-qwen2"
     combined = []
     for name, (prefix, file) in TRAIN_SUBSETS.items():
@@ -291,8 +294,40 @@ def synthesize(out: str | Path, images: int = 200, bench_images: int | None = No
     write_json(qwen2 / "combined.json", combined)
     (qwen2 / "jsonl_stats.txt").write_text("".join(f"{TRAIN_SUBSETS[k][1]}: {len(v)}\n" for k, v in subsets.items()))
     write_json(out / "train" / "train_metadata.json", metadata)
-    write_bench(out, seed, bench_images, val_dir, progress, sizes, scenes, mix)
+    write_bench(out, seed, bench_images, val_dir, progress, sizes, scenes, mix, workers)
     return out
+
+
+def in_order(fn, jobs: list, workers: int, progress=None):
+    """fn(job) for every job, in the jobs' order: in this process, or spread over *workers* spawned ones."""
+    if workers <= 1 or len(jobs) < 2:
+        results = map(fn, jobs)
+        pool = None
+    else:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        pool = ProcessPoolExecutor(min(workers, len(jobs)), mp_context=multiprocessing.get_context("spawn"))
+        results = pool.map(fn, jobs, chunksize=max(1, min(16, len(jobs) // (4 * workers))))
+    try:
+        for result in results:
+            if progress:
+                progress(1)
+            yield result
+    finally:
+        if pool:
+            pool.shutdown(cancel_futures=True)
+
+
+def train_item(job: tuple) -> tuple[dict[str, list[dict]], dict]:
+    """One training image written to its folder: its records by subset and its train_metadata.json entry."""
+    seed, i, size, sizes, scenes, mix, questions, choice_share, folder = job
+    s = make_sample(seed, i, "train", sizes, size, scenes, mix)
+    save_image(s, folder)
+    records = train_records(s, np.random.default_rng([seed, i, 2]), questions, choice_share)
+    meta = {"image": s.name, "width": s.width, "height": s.height, "mos": s.mos, "level": s.level,
+            "distortions": [public(d) for d in s.distortions]}
+    return records, meta
 
 
 def exact_sizes(seed: int, n: int, sizes, stream: int = 4) -> list[tuple[int, int] | None]:
@@ -305,25 +340,33 @@ def exact_sizes(seed: int, n: int, sizes, stream: int = 4) -> list[tuple[int, in
     return [None] * n
 
 
+def bench_item(job: tuple) -> tuple[dict, list[dict], list[dict]]:
+    """One bench image written to its folder: its metadata entry, multiple-choice items and region questions."""
+    seed, i, size, sizes, scenes, mix, folder = job
+    s = make_sample(seed, i, "val", sizes, size, scenes, mix)
+    save_image(s, folder)
+    rng = np.random.default_rng([seed, i, 3])
+    meta = {"id": i, "image": s.name, "width": s.width, "height": s.height, "mos": s.mos, "level": s.level,
+            "distortions": [public(d) for d in s.distortions]}
+    mcq = [{"image": s.name, **q} for q in mcq_items(rng, s.distortions)]
+    reg = []
+    for region in bench_regions(rng, s.distortions):
+        truth = region_truth(s.distortions, region) or [
+            {"distortion": "No distortion", "severity": None, "coordinates": region}]
+        reg.append({"image": s.name, "width": s.width, "height": s.height, "question": region_question(region),
+                    "distortions": truth})
+    return meta, mcq, reg
+
+
 def write_bench(out: Path, seed: int, n: int, val_dir: Path, progress=None, sizes=SMALL_SIZES,
-                scenes: str = "photos", mix: DistortionMix = ALL_TYPES) -> None:
+                scenes: str = "photos", mix: DistortionMix = ALL_TYPES, workers: int = 1) -> None:
     mcq, reg, bench, meta = [], [], [], []
-    for i, size in enumerate(exact_sizes(seed, n, sizes)):
-        s = make_sample(seed, i, "val", sizes, size, scenes, mix)
-        save_image(s, val_dir)
-        rng = np.random.default_rng([seed, i, 3])
-        bench.append({"id": i, "image": s.name, "width": s.width, "height": s.height})
-        meta.append({"id": i, "image": s.name, "width": s.width, "height": s.height, "mos": s.mos, "level": s.level,
-                     "distortions": [public(d) for d in s.distortions]})
-        for q in mcq_items(rng, s.distortions):
-            mcq.append({"id": len(mcq), "image": s.name, **q})
-        for region in bench_regions(rng, s.distortions):
-            truth = region_truth(s.distortions, region) or [
-                {"distortion": "No distortion", "severity": None, "coordinates": region}]
-            reg.append({"id": len(reg), "image": s.name, "width": s.width, "height": s.height,
-                        "question": region_question(region), "distortions": truth})
-        if progress:
-            progress(1)
+    jobs = [(seed, i, size, sizes, scenes, mix, val_dir) for i, size in enumerate(exact_sizes(seed, n, sizes))]
+    for m, items, regions in in_order(bench_item, jobs, workers, progress):
+        bench.append({k: m[k] for k in ("id", "image", "width", "height")})
+        meta.append(m)
+        mcq += [{"id": len(mcq) + k, **q} for k, q in enumerate(items)]
+        reg += [{"id": len(reg) + k, **r} for k, r in enumerate(regions)]
     root = out / "val" / "ViDA-Bench"
     release = {
         "mcq.json": [{k: q[k] for k in ("id", "image", "concern", "question", "candidates")} for q in mcq],
