@@ -39,10 +39,10 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from vida_eval import prompts
+from vida_eval.data.synth_texts import TYPE_QUESTION
 from vida_eval.models.tiny import PRESETS, build_tiny_model
 from vida_eval.vocab import DISTORTION_TYPES
 
-QUESTION = "Which type of distortion appears in the image?"
 CONDITIONS = ("said", "letter", "silent")
 
 
@@ -62,12 +62,12 @@ def prompt_ids(tokenizer, present: str, cands: list[str], condition: str) -> lis
 
 @cache
 def _prompt_ids(tokenizer, present: str, cands: tuple[str, ...], condition: str) -> tuple[int, ...]:
-    question = prompts.perception_question(QUESTION, list(cands))
+    question = prompts.perception_question(TYPE_QUESTION, list(cands))
     if condition == "said":
         question = f"The image shows: {present}.\n{question}"
     elif condition == "letter":
         question = f"The answer is {prompts.OPTION_LETTERS[cands.index(present)]}.\n{question}"
-    messages = [{"role": "system", "content": "You are a helpful assistant."}, {"role": "user", "content": question}]
+    messages = [{"role": "system", "content": prompts.DEFAULT_SYSTEM}, {"role": "user", "content": question}]
     text = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
     return tuple(tokenizer.encode(text, add_special_tokens=False))
 

@@ -40,7 +40,7 @@ def test_only_the_said_and_letter_prompts_carry_the_answer(probe, tmp_path):
 
     tokenizer = AutoTokenizer.from_pretrained(build_tiny_model(tmp_path / "model", weights=False))
     present, cands, k = probe.draw(np.random.default_rng(3))
-    question = prompts.perception_question(probe.QUESTION, cands)
+    question = prompts.perception_question(probe.TYPE_QUESTION, cands)
     for condition in probe.CONDITIONS:
         assert question in text(condition, present, cands)
     assert f"The image shows: {present}." in text("said", present, cands)

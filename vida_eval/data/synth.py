@@ -19,6 +19,7 @@ from .. import prompts
 from ..files import write_json
 from ..models.boxes import box_text
 from ..parsing import REF_END, REF_START
+from ..workers import in_order
 from .distortions import apply_distortion
 from .layout import BENCH_GT, SUBTASK_FOLDERS, TRAIN_SUBSETS
 from .photos import photo_scene
@@ -296,27 +297,6 @@ def synthesize(out: str | Path, images: int = 200, bench_images: int | None = No
     write_json(out / "train" / "train_metadata.json", metadata)
     write_bench(out, seed, bench_images, val_dir, progress, sizes, scenes, mix, workers)
     return out
-
-
-def in_order(fn, jobs: list, workers: int, progress=None):
-    """fn(job) for every job, in the jobs' order: in this process, or spread over *workers* spawned ones."""
-    if workers <= 1 or len(jobs) < 2:
-        results = map(fn, jobs)
-        pool = None
-    else:
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
-
-        pool = ProcessPoolExecutor(min(workers, len(jobs)), mp_context=multiprocessing.get_context("spawn"))
-        results = pool.map(fn, jobs, chunksize=max(1, min(16, len(jobs) // (4 * workers))))
-    try:
-        for result in results:
-            if progress:
-                progress(1)
-            yield result
-    finally:
-        if pool:
-            pool.shutdown(cancel_futures=True)
 
 
 def train_item(job: tuple) -> tuple[dict[str, list[dict]], dict]:

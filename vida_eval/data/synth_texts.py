@@ -119,6 +119,9 @@ def brief_answer(distortions: list[dict], level: str) -> str:
     return f"The image has {refs}. Thus, the quality of the image is {level}."
 
 
+TYPE_QUESTION = "Which type of distortion appears in the image?"
+
+
 def mcq_items(rng: np.random.Generator, distortions: list[dict]) -> list[dict]:
     """Questions over the four concerns with four text candidates and the correct one."""
     items = []
@@ -135,7 +138,7 @@ def mcq_items(rng: np.random.Generator, distortions: list[dict]) -> list[dict]:
 
     if distortions:
         d = distortions[int(rng.integers(len(distortions)))]
-        add("type", "Which type of distortion appears in the image?", d["distortion"], absent)
+        add("type", TYPE_QUESTION, d["distortion"], absent)
         if present.count(d["distortion"]) == 1 and sum(x["distortion"] == d["distortion"] for x in distortions) == 1:
             add("severity", f"How severe is the {d['distortion'].lower()} in the image?", d["severity"],
                 [s for s in SEVERITIES if s != d["severity"]] + ["Not present"])

@@ -19,7 +19,6 @@ tower has learnt to see it (0.5: not at all).
 from __future__ import annotations
 
 import json
-import multiprocessing
 import os
 import shutil
 import time
@@ -30,6 +29,7 @@ import numpy as np
 
 from ..data.distortions import SEVERITY_LEVEL
 from ..vocab import DISTORTION_TYPES
+from ..workers import in_order
 
 TRAIN_METADATA = Path("train") / "train_metadata.json"
 
@@ -141,20 +141,13 @@ def write_weights(model, model_dir: Path, out: Path) -> None:
 def warm_up(model_dir: Path, release: Path, out: Path, args: WarmupArgs = WarmupArgs(), log=print) -> dict:
     """Train the tower of the model in *model_dir* on the dense targets of *release*'s training images; write the
     model with the trained tower to *out*. Returns the report (loss, held-out AUC per type, seconds)."""
-    from concurrent.futures import ProcessPoolExecutor
-
     import torch
     from transformers import AutoModelForImageTextToText
 
     start = time.perf_counter()
     records = read_training_boxes(release)
     jobs = [(str(model_dir), release / "train" / "images" / r["image"], r["distortions"]) for r in records]
-    if args.workers > 1:
-        # Spawned, not forked: a fork of a process whose torch threads have started can hang in the child.
-        with ProcessPoolExecutor(args.workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-            data = list(pool.map(_encode, jobs, chunksize=16))
-    else:
-        data = [_encode(job) for job in jobs]
+    data = list(in_order(_encode, jobs, args.workers))
     encoded = time.perf_counter() - start
     rng = np.random.default_rng(args.seed)
     order = rng.permutation(len(data))
