@@ -40,6 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from vida_eval import prompts
 from vida_eval.data.synth_texts import TYPE_QUESTION
+from vida_eval.models.text_warmup import answer_logits, padded_batch
 from vida_eval.models.tiny import PRESETS, build_tiny_model
 from vida_eval.vocab import DISTORTION_TYPES
 
@@ -101,22 +102,7 @@ def batch(tokenizer, vocab: CompactVocab, rng, n: int, condition: str, letter_id
         present, cands, k = draw(rng)
         rows.append(vocab(prompt_ids(tokenizer, present, cands, condition)))
         targets.append(vocab([letter_ids[k]])[0])
-    width = max(map(len, rows))
-    ids = torch.zeros((n, width), dtype=torch.long)
-    mask = torch.zeros((n, width), dtype=torch.long)
-    for i, r in enumerate(rows):
-        ids[i, : len(r)] = torch.tensor(r)
-        mask[i, : len(r)] = 1
-    return ids.to(device), mask.to(device), torch.tensor(targets, device=device)
-
-
-def answer_logits(model, ids, mask):
-    """Logits of the answer's first token: the vocabulary projection at each prompt's last position only."""
-    import torch
-
-    hidden = model.model(input_ids=ids, attention_mask=mask).last_hidden_state
-    last = mask.sum(1) - 1
-    return model.lm_head(hidden[torch.arange(len(ids)), last])
+    return (*padded_batch(rows, 0, device), torch.tensor(targets, device=device))
 
 
 def run(model_dir: Path, condition: str, steps: int, batch_size: int, lr: float, every: int, test: int,

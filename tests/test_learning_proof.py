@@ -79,7 +79,7 @@ def test_same_budget_of_questions_for_the_grouped_set(tmp_path):
     prepared.mkdir()
     (prepared / "prepare_report.json").write_text(json.dumps({"grouped": {"records": 400, "conversations": 100}}))
     args = grouped_args(prepared, ROOT / "configs" / "small_full.yaml")
-    assert args == "dataset=vida_synth_grouped per_device_train_batch_size=8 max_steps=3200"
+    assert args == "dataset=vida_synth_grouped per_device_train_batch_size=8 max_steps=2600"
     # the one-question run's overrides: its batch and steps set the budget, the rest passes through
     proc = subprocess.run([sys.executable, str(SCRIPT), "--grouped-args", str(prepared),
                            str(ROOT / "configs" / "small_full.yaml"), "max_steps=800", "learning_rate=1e-3",

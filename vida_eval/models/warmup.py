@@ -138,6 +138,31 @@ def write_weights(model, model_dir: Path, out: Path) -> None:
     staging.rename(out)
 
 
+def loss_report(losses: list[float], steps: int) -> dict:
+    """The first step's loss and the mean over the last tenth of the steps."""
+    tail = max(1, steps // 10)
+    return {"first_loss": losses[0] if losses else None,
+            "last_loss": float(np.mean(losses[-tail:])) if losses else None}
+
+
+def add_training_args(sp, defaults, unit: str, held_out_for: str) -> None:
+    """--steps, --batch, --lr, --held-out and --seed of a warm-up command, defaults from its args dataclass."""
+    from ..cli_args import positive_int, share
+
+    sp.add_argument("--steps", type=positive_int, default=defaults.steps)
+    sp.add_argument("--batch", type=positive_int, default=defaults.batch, help=f"{unit} per step")
+    sp.add_argument("--lr", type=float, default=defaults.lr)
+    sp.add_argument("--held-out", type=share, default=defaults.held_out,
+                    help=f"share of the {unit} kept out of training for {held_out_for}")
+    sp.add_argument("--seed", type=int, default=defaults.seed)
+
+
+def held_out_problem(args, unit: str) -> str | None:
+    if args.held_out >= 1:
+        return f"--held-out {args.held_out}: keep a share below 1 of the {unit} for training"
+    return None
+
+
 def warm_up(model_dir: Path, release: Path, out: Path, args: WarmupArgs = WarmupArgs(), log=print) -> dict:
     """Train the tower of the model in *model_dir* on the dense targets of *release*'s training images; write the
     model with the trained tower to *out*. Returns the report (loss, held-out AUC per type, seconds)."""
@@ -198,16 +223,14 @@ def warm_up(model_dir: Path, release: Path, out: Path, args: WarmupArgs = Warmup
     tower.to("cpu")
     write_weights(model, model_dir, out)
     report = {"model": str(model_dir), "release": str(release), "images": len(data), "held_out": len(held),
-              "args": args.__dict__, "first_loss": losses[0] if losses else None,
-              "last_loss": float(np.mean(losses[-max(1, args.steps // 10):])) if losses else None,
-              "held_out_auc": auc, "encode_seconds": round(encoded, 1), "train_seconds": round(trained, 1),
-              "device": device}
+              "args": args.__dict__, **loss_report(losses, args.steps), "held_out_auc": auc,
+              "encode_seconds": round(encoded, 1), "train_seconds": round(trained, 1), "device": device}
     (out / "vida_warmup.json").write_text(json.dumps(report, indent=2) + "\n")
     return report
 
 
 def register(sub) -> None:
-    from ..cli_args import existing_dir, positive_int, share
+    from ..cli_args import existing_dir, positive_int
     from ..records import InputError
 
     sp = sub.add_parser("tiny-warmup", help="train a tiny model's vision tower on the boxes of a synthetic "
@@ -215,17 +238,12 @@ def register(sub) -> None:
     sp.add_argument("model", type=existing_dir, help="a tiny model folder (vida-eval tiny-model)")
     sp.add_argument("--release", type=existing_dir, required=True, help="a synthetic release (vida-eval data synth)")
     sp.add_argument("--out", type=Path, required=True, help="where the model with the trained tower goes")
-    sp.add_argument("--steps", type=positive_int, default=WarmupArgs.steps)
-    sp.add_argument("--batch", type=positive_int, default=WarmupArgs.batch, help="images per step")
-    sp.add_argument("--lr", type=float, default=WarmupArgs.lr)
-    sp.add_argument("--held-out", type=share, default=WarmupArgs.held_out,
-                    help="share of the images kept out of training for the per-type AUC")
-    sp.add_argument("--seed", type=int, default=WarmupArgs.seed)
+    add_training_args(sp, WarmupArgs, "images", "the per-type AUC")
     sp.add_argument("--workers", type=positive_int, default=WarmupArgs.workers, help="image-encoding processes")
 
     def run(args) -> int:
-        if args.held_out >= 1:
-            raise InputError(f"--held-out {args.held_out}: keep a share below 1 of the images for training")
+        if problem := held_out_problem(args, "images"):
+            raise InputError(problem)
         wargs = WarmupArgs(steps=args.steps, batch=args.batch, lr=args.lr, held_out=args.held_out, seed=args.seed,
                            workers=args.workers)
         report = warm_up(Path(args.model), Path(args.release), args.out, wargs)
