@@ -145,6 +145,7 @@ def text_warm_up(model_dir: Path, data: Path, out: Path, args: TextWarmupArgs = 
     torch.manual_seed(args.seed)
     model = AutoModelForImageTextToText.from_pretrained(model_dir, dtype=torch.float32).to(device)
     model.train()
+    prepared = time.perf_counter() - start
     params = [p for name, p in model.named_parameters() if "visual" not in name]
     opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.05)
     # Constant after the warm-up: the probe learnt the step at a constant rate, in a sudden drop of the loss.
@@ -163,7 +164,7 @@ def text_warm_up(model_dir: Path, data: Path, out: Path, args: TextWarmupArgs = 
         losses.append(float(loss.detach()))
         if (step + 1) % max(1, args.steps // 10) == 0:
             log(f"step {step + 1}/{args.steps}: loss {np.mean(losses[-max(1, args.steps // 10):]):.4f}")
-    trained = time.perf_counter() - start
+    trained = time.perf_counter() - start - prepared
 
     accuracy = {}
     if held:
@@ -181,7 +182,7 @@ def text_warm_up(model_dir: Path, data: Path, out: Path, args: TextWarmupArgs = 
     write_weights(model, model_dir, out)
     report = {"model": str(model_dir), "data": str(data), "questions": len(questions), "held_out": len(held),
               "args": args.__dict__, **loss_report(losses, args.steps), "held_out_accuracy": accuracy,
-              "train_seconds": round(trained, 1), "device": device}
+              "prepare_seconds": round(prepared, 1), "train_seconds": round(trained, 1), "device": device}
     (out / "vida_text_warmup.json").write_text(json.dumps(report, indent=2) + "\n")
     return report
 
