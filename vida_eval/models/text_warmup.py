@@ -30,8 +30,9 @@ from pathlib import Path
 import numpy as np
 
 from .. import prompts
-from ..records import InputError, parse_json
-from .warmup import add_training_args, held_out_problem, loss_report, write_weights
+from ..data.readers import ReadError, iter_jsonl
+from ..records import InputError
+from .warmup import add_training_args, held_out_problem, loss_report, optimise, split_held_out, write_weights
 
 HINT = "The image shows: {candidate}."
 _OPTION = re.compile(r"^([A-Z])\. (.+)$")
@@ -62,13 +63,12 @@ def multiple_choice_questions(path: Path) -> list[Question]:
     letter names no candidate is an InputError naming the file and line."""
     out = []
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as e:
+        records = list(iter_jsonl(path))
+    except OSError as e:
         raise InputError(f"{path}: cannot read ({e})") from None
-    for n, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        rec = parse_json(line, f"{path} line {n}")
+    for n, rec in records:
+        if isinstance(rec, ReadError):
+            raise InputError(f"{path} line {n}: not valid JSON ({rec})")
         turns = rec.get("conversations") if isinstance(rec, dict) else None
         if not isinstance(turns, list) or len(turns) != 2 or not all(isinstance(t, dict) for t in turns):
             continue
@@ -133,10 +133,7 @@ def text_warm_up(model_dir: Path, data: Path, out: Path, args: TextWarmupArgs = 
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     letters = [tokenizer.encode(c, add_special_tokens=False)[0] for c in prompts.OPTION_LETTERS[:26]]
     rng = np.random.default_rng(args.seed)
-    order = rng.permutation(len(questions))
-    n_held = round(args.held_out * len(questions)) if len(questions) > 1 else 0
-    held = [questions[i] for i in order[:n_held]]
-    train = [questions[i] for i in order[n_held:]]
+    held, train = split_held_out(questions, args.held_out, rng)
     train_ids = encode(tokenizer, train, hint=True)
     train_y = np.array([letters[q.answer] for q in train])
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
@@ -146,24 +143,16 @@ def text_warm_up(model_dir: Path, data: Path, out: Path, args: TextWarmupArgs = 
     model = AutoModelForImageTextToText.from_pretrained(model_dir, dtype=torch.float32).to(device)
     model.train()
     prepared = time.perf_counter() - start
-    params = [p for name, p in model.named_parameters() if "visual" not in name]
-    opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.05)
-    # Constant after the warm-up: the probe learnt the step at a constant rate, in a sudden drop of the loss.
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / max(1, args.warmup_steps)))
-    losses = []
-    for step in range(args.steps):
+
+    def next_loss(step):
         pick = rng.choice(len(train), min(args.batch, len(train)), replace=False)
         ids, mask = padded_batch([train_ids[i] for i in pick], pad, device)
-        loss = torch.nn.functional.cross_entropy(answer_logits(model, ids, mask),
+        return torch.nn.functional.cross_entropy(answer_logits(model, ids, mask),
                                                  torch.as_tensor(train_y[pick], device=device))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
-        sched.step()
-        losses.append(float(loss.detach()))
-        if (step + 1) % max(1, args.steps // 10) == 0:
-            log(f"step {step + 1}/{args.steps}: loss {np.mean(losses[-max(1, args.steps // 10):]):.4f}")
+
+    # Constant after the warm-up: the probe learnt the step at a constant rate, in a sudden drop of the loss.
+    losses = optimise([p for name, p in model.named_parameters() if "visual" not in name],
+                      lambda s: min(1.0, (s + 1) / max(1, args.warmup_steps)), args.steps, args.lr, next_loss, log)
     trained = time.perf_counter() - start - prepared
 
     accuracy = {}

@@ -138,6 +138,35 @@ def write_weights(model, model_dir: Path, out: Path) -> None:
     staging.rename(out)
 
 
+def split_held_out(items: list, share: float, rng: np.random.Generator) -> tuple[list, list]:
+    """(held out, training): a random *share* of *items* kept out (none when there is only one)."""
+    order = rng.permutation(len(items))
+    n_held = round(share * len(items)) if len(items) > 1 else 0
+    return [items[i] for i in order[:n_held]], [items[i] for i in order[n_held:]]
+
+
+def optimise(params: list, schedule, steps: int, lr: float, next_loss, log=print) -> list[float]:
+    """*steps* steps of AdamW (weight decay 0.05) over *params* at *lr* times ``schedule(step)``, the gradients
+    clipped to norm 1; ``next_loss(step)`` draws a batch and returns its loss. Logs the mean loss every tenth of
+    the steps; returns every step's loss."""
+    import torch
+
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.05)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule)
+    tail, losses = max(1, steps // 10), []
+    for step in range(steps):
+        loss = next_loss(step)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        sched.step()
+        losses.append(float(loss.detach()))
+        if (step + 1) % tail == 0:
+            log(f"step {step + 1}/{steps}: loss {np.mean(losses[-tail:]):.4f}")
+    return losses
+
+
 def loss_report(losses: list[float], steps: int) -> dict:
     """The first step's loss and the mean over the last tenth of the steps."""
     tail = max(1, steps // 10)
@@ -175,19 +204,13 @@ def warm_up(model_dir: Path, release: Path, out: Path, args: WarmupArgs = Warmup
     data = list(in_order(_encode, jobs, args.workers))
     encoded = time.perf_counter() - start
     rng = np.random.default_rng(args.seed)
-    order = rng.permutation(len(data))
-    n_held = round(args.held_out * len(data)) if len(data) > 1 else 0
-    held, train = [data[i] for i in order[:n_held]], [data[i] for i in order[n_held:]]
+    held, train = split_held_out(data, args.held_out, rng)
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     torch.manual_seed(args.seed)
     model = AutoModelForImageTextToText.from_pretrained(model_dir, dtype=torch.float32)
     tower = vision_tower(model).to(device)
     head = torch.nn.Linear(model.config.vision_config.hidden_size, len(DISTORTION_TYPES)).to(device)
-    params = [*tower.parameters(), *head.parameters()]
-    opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.05)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / max(1, args.warmup_steps)) * 0.5
-                                              * (1 + np.cos(np.pi * min(1.0, s / max(1, args.steps)))))
     autocast = torch.autocast(device, dtype=torch.bfloat16, enabled=device == "cuda")
 
     def forward(items):
@@ -196,20 +219,17 @@ def warm_up(model_dir: Path, release: Path, out: Path, args: WarmupArgs = Warmup
         with autocast:
             return head(tower(pixels, grid_thw=grid).pooler_output).float()
 
-    bce = torch.nn.functional.binary_cross_entropy_with_logits
-    losses = []
-    tower.train()
-    for step in range(args.steps):
+    def next_loss(step):
         items = [train[i] for i in rng.choice(len(train), min(args.batch, len(train)), replace=False)]
-        loss = bce(forward(items), torch.cat([t for _, _, t in items]).to(device))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
-        sched.step()
-        losses.append(float(loss.detach()))
-        if (step + 1) % max(1, args.steps // 10) == 0:
-            log(f"step {step + 1}/{args.steps}: loss {np.mean(losses[-max(1, args.steps // 10):]):.4f}")
+        return torch.nn.functional.binary_cross_entropy_with_logits(
+            forward(items), torch.cat([t for _, _, t in items]).to(device))
+
+    def schedule(s):
+        return (min(1.0, (s + 1) / max(1, args.warmup_steps)) * 0.5
+                * (1 + np.cos(np.pi * min(1.0, s / max(1, args.steps)))))
+
+    tower.train()
+    losses = optimise([*tower.parameters(), *head.parameters()], schedule, args.steps, args.lr, next_loss, log)
     trained = time.perf_counter() - start - encoded
 
     auc = {}
